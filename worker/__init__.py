@@ -1,0 +1,1 @@
+"""Celery workers and the science: checkpoint loading, saliency maps, signature scoring."""

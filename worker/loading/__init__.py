@@ -1,0 +1,1 @@
+"""Safe checkpoint intake: format detection, the architecture registry, hostile-file checks."""

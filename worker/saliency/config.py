@@ -1,0 +1,75 @@
+"""Every tunable of the input-agnostic saliency engine, in one typed, validated config."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+SeedDistribution = Literal["uniform", "gaussian", "lowfreq"]
+Loss = Literal["ce", "margin"]
+StepRule = Literal["linf", "adam"]
+Norm = Literal["l2", "linf"]
+Surface = Literal["sphere", "ball"]
+
+
+@dataclass(frozen=True)
+class SaliencyConfig:
+    """Settings of the map engine (DESIGN.md section 2).
+
+    ``radius`` is the perturbation budget as an RMS value per element, so one number means the same on
+    1x28x28 and 3x224x224 inputs: the l2 budget is ``radius * sqrt(C*H*W)``; for the l-inf norm it is
+    ``radius`` itself. ``step_size`` is in pixel units (1/255 = one intensity level per step).
+    """
+
+    seed_distribution: SeedDistribution = "uniform"
+    loss: Loss = "ce"
+    # DESIGN.md section 7: Adam-moment steps saturated maps into sign patterns; an l-inf normalised
+    # gradient step keeps their spatial structure, so it is the default.
+    step_rule: StepRule = "linf"
+    norm: Norm = "l2"
+    surface: Surface = "sphere"
+    radius: float = 0.1
+    iterations: int = 120
+    seeds_per_step: int = 16
+    restarts: int = 2
+    refine_iterations: int = 30
+    step_size: float = 1 / 255
+    fidelity_seeds: int = 128
+    class_batch: int = 64  # classes per batched pass; bounds memory on many-class models
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "radius": self.radius > 0,
+            "iterations": self.iterations >= 1,
+            "seeds_per_step": self.seeds_per_step >= 1,
+            "restarts": self.restarts >= 1,
+            "refine_iterations": self.refine_iterations >= 0,
+            "step_size": self.step_size > 0,
+            "fidelity_seeds": self.fidelity_seeds >= 1,
+            "class_batch": self.class_batch >= 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid saliency config: {', '.join(bad)} out of range")
+        for name, allowed in (
+            ("seed_distribution", SeedDistribution),
+            ("loss", Loss),
+            ("step_rule", StepRule),
+            ("norm", Norm),
+            ("surface", Surface),
+        ):
+            if getattr(self, name) not in allowed.__args__:  # type: ignore[attr-defined]
+                raise ValueError(f"invalid saliency config: {name} must be one of {allowed.__args__}")  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SaliencyConfig:
+        """Build from user JSON, refusing unknown keys so a typo is an error, not a silent default."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown saliency config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**data)
