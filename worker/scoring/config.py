@@ -1,0 +1,42 @@
+"""Settings of the trigger-signature scoring (DESIGN.md section 3); torch-free so the API can validate them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """``window`` is the side of the square trigger search window as a fraction of min(H, W).
+
+    ``probes_per_class`` is how many probe inputs per other class carry a candidate trigger in the
+    transfer test. The anomaly threshold is Neural Cleanse's customary 2; the probability thresholds
+    map the calibrated P(backdoored) to a verdict.
+    """
+
+    window: float = 0.15
+    probes_per_class: int = 16
+    anomaly_threshold: float = 2.0
+    suspicious_at: float = 0.5
+    backdoored_at: float = 0.8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.window <= 1:
+            raise ValueError("invalid scoring config: window must be in (0, 1]")
+        if self.probes_per_class < 1:
+            raise ValueError("invalid scoring config: probes_per_class must be >= 1")
+        if not 0 < self.suspicious_at <= self.backdoored_at <= 1:
+            raise ValueError("invalid scoring config: need 0 < suspicious_at <= backdoored_at <= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ScoringConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown scoring config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        return cls(**data)
