@@ -1,0 +1,283 @@
+"""Data access, as keyword-only functions over a session. Callers own the transaction (commit/rollback).
+
+Every read a client can trigger is scoped by ``team_id``, so one team never sees another's rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.models import UNFINISHED, ApiKey, Audit, AuditStatus, Checkpoint, ClassResult, Team, Verdict, utcnow
+
+API_KEY_PREFIX = "ba_"
+
+
+# --- teams and API keys ---------------------------------------------------------------------------
+
+
+def hash_api_key(key: str) -> str:
+    """SHA-256 of a key. Keys carry 256 random bits, so a fast hash is safe here (unlike for passwords)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def get_or_create_team(*, session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def create_api_key(*, session: Session, team: Team) -> str:
+    """Store a new key for ``team`` and return it in plain text: the only time it is ever visible."""
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiKey(team_id=team.id, key_hash=hash_api_key(key), prefix=key[:10]))
+    session.flush()
+    return key
+
+
+def get_team_for_key(*, session: Session, key: str) -> Team | None:
+    return session.scalar(select(Team).join(ApiKey).where(ApiKey.key_hash == hash_api_key(key)))
+
+
+def count_api_keys(*, session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(ApiKey)) or 0
+
+
+# --- checkpoints -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What intake established about an upload (declared metadata, checked against the weights)."""
+
+    sha256: str
+    size_bytes: int
+    format: str
+    num_classes: int
+    input_shape: list[int]
+    arch: str | None = None
+    name: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    class_names: list[str] | None = None
+
+
+def create_checkpoint(*, session: Session, team_id: uuid.UUID, facts: CheckpointFacts) -> Checkpoint:
+    checkpoint = Checkpoint(team_id=team_id, **facts.__dict__)
+    session.add(checkpoint)
+    session.flush()
+    return checkpoint
+
+
+def get_checkpoint(*, session: Session, team_id: uuid.UUID, checkpoint_id: uuid.UUID) -> Checkpoint | None:
+    return session.scalar(
+        select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.team_id == team_id)
+    )
+
+
+def get_checkpoint_by_sha256(*, session: Session, team_id: uuid.UUID, sha256: str) -> Checkpoint | None:
+    return session.scalar(
+        select(Checkpoint).where(Checkpoint.sha256 == sha256, Checkpoint.team_id == team_id)
+    )
+
+
+def list_checkpoints(
+    *, session: Session, team_id: uuid.UUID, skip: int = 0, limit: int = 100
+) -> tuple[Sequence[Checkpoint], int]:
+    where = Checkpoint.team_id == team_id
+    count = session.scalar(select(func.count()).select_from(Checkpoint).where(where)) or 0
+    rows = session.scalars(
+        select(Checkpoint)
+        .where(where)
+        .order_by(Checkpoint.created_at.desc(), Checkpoint.id)
+        .offset(skip)
+        .limit(limit)
+    ).all()
+    return rows, count
+
+
+def checkpoint_has_unfinished_audits(*, session: Session, checkpoint_id: uuid.UUID) -> bool:
+    query = (
+        select(Audit.id).where(Audit.checkpoint_id == checkpoint_id, Audit.status.in_(UNFINISHED)).limit(1)
+    )
+    return session.scalar(query) is not None
+
+
+def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> bool:
+    """Delete the row; True when no checkpoint row (of any team) still uses its bytes, so they can go too.
+
+    The team's audits of it stay (their ``checkpoint_id`` becomes NULL): reports are an audit trail.
+    """
+    session.execute(update(Audit).where(Audit.checkpoint_id == checkpoint.id).values(checkpoint_id=None))
+    session.delete(checkpoint)
+    session.flush()
+    others = select(func.count()).select_from(Checkpoint).where(Checkpoint.sha256 == checkpoint.sha256)
+    return (session.scalar(others) or 0) == 0
+
+
+# --- audits ------------------------------------------------------------------------------------------
+
+
+def create_audit(
+    *, session: Session, team_id: uuid.UUID, checkpoint: Checkpoint, config: dict[str, Any]
+) -> Audit:
+    audit = Audit(
+        team_id=team_id,
+        checkpoint_id=checkpoint.id,
+        checkpoint_sha256=checkpoint.sha256,
+        status=AuditStatus.queued,
+        config=config,
+        progress_done=0,
+        progress_total=checkpoint.num_classes,
+    )
+    session.add(audit)
+    session.flush()
+    return audit
+
+
+def get_audit(*, session: Session, team_id: uuid.UUID, audit_id: uuid.UUID) -> Audit | None:
+    return session.scalar(select(Audit).where(Audit.id == audit_id, Audit.team_id == team_id))
+
+
+def list_audits(
+    *,
+    session: Session,
+    team_id: uuid.UUID,
+    status: AuditStatus | None = None,
+    verdict: Verdict | None = None,
+    skip: int = 0,
+    limit: int = 100,
+) -> tuple[Sequence[Audit], int]:
+    conditions = [Audit.team_id == team_id]
+    if status is not None:
+        conditions.append(Audit.status == status)
+    if verdict is not None:
+        conditions.append(Audit.verdict == verdict)
+    count = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Audit).where(*conditions).order_by(Audit.created_at.desc(), Audit.id).offset(skip).limit(limit)
+    ).all()
+    return rows, count
+
+
+def count_audits_by_status(*, session: Session) -> dict[AuditStatus, int]:
+    rows = session.execute(select(Audit.status, func.count()).group_by(Audit.status)).all()
+    counts = dict.fromkeys(AuditStatus, 0)
+    counts.update({status: n for status, n in rows})
+    return counts
+
+
+# --- worker side: ids come from task arguments, not from a client ------------------------------------
+
+
+def get_audit_for_worker(*, session: Session, audit_id: uuid.UUID) -> Audit | None:
+    return session.get(Audit, audit_id)
+
+
+def get_checkpoint_for_worker(*, session: Session, checkpoint_id: uuid.UUID) -> Checkpoint | None:
+    return session.get(Checkpoint, checkpoint_id)
+
+
+def list_unfinished_audit_ids(*, session: Session) -> list[uuid.UUID]:
+    return list(
+        session.scalars(select(Audit.id).where(Audit.status.in_(UNFINISHED)).order_by(Audit.created_at))
+    )
+
+
+def mark_audit_running(*, session: Session, audit_id: uuid.UUID, device: str | None = None) -> None:
+    """queued -> running (idempotent: a redelivered orchestration keeps the first start time)."""
+    session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status == AuditStatus.queued)
+        .values(status=AuditStatus.running, started_at=utcnow())
+    )
+    if device is not None:
+        session.execute(update(Audit).where(Audit.id == audit_id).values(device=device))
+
+
+def upsert_class_result(
+    *,
+    session: Session,
+    audit_id: uuid.UUID,
+    class_index: int,
+    success_rate: float,
+    stability: float,
+    map_key: str,
+) -> None:
+    """Insert or replace the result of one class, then refresh the audit's progress from the row count."""
+    values = {
+        "audit_id": audit_id,
+        "class_index": class_index,
+        "success_rate": success_rate,
+        "stability": stability,
+        "map_key": map_key,
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(ClassResult).values(id=uuid.uuid4(), created_at=utcnow(), **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["audit_id", "class_index"],
+        set_={"success_rate": success_rate, "stability": stability, "map_key": map_key},
+    )
+    session.execute(statement)
+    done = (
+        select(func.count())
+        .select_from(ClassResult)
+        .where(ClassResult.audit_id == audit_id)
+        .scalar_subquery()
+    )
+    session.execute(update(Audit).where(Audit.id == audit_id).values(progress_done=done))
+
+
+def list_class_results(*, session: Session, audit_id: uuid.UUID) -> Sequence[ClassResult]:
+    query = select(ClassResult).where(ClassResult.audit_id == audit_id).order_by(ClassResult.class_index)
+    return session.scalars(query).all()
+
+
+def complete_audit(
+    *,
+    session: Session,
+    audit_id: uuid.UUID,
+    verdict: Verdict,
+    probability: float,
+    suspected_classes: list[int],
+    class_scores: dict[int, tuple[float, bool]],
+    finished_at: datetime | None = None,
+) -> None:
+    """Record the verdict; ``class_scores`` maps class index -> (score, suspected)."""
+    for result in list_class_results(session=session, audit_id=audit_id):
+        if result.class_index in class_scores:
+            result.score, result.suspected = class_scores[result.class_index]
+    session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id)
+        .values(
+            status=AuditStatus.succeeded,
+            verdict=verdict,
+            probability=probability,
+            suspected_classes=suspected_classes,
+            error=None,
+            finished_at=finished_at or utcnow(),
+        )
+    )
+
+
+def fail_audit(*, session: Session, audit_id: uuid.UUID, error: str) -> None:
+    """Mark an unfinished audit failed with a message for the user; a finished audit is left alone."""
+    session.execute(
+        update(Audit)
+        .where(Audit.id == audit_id, Audit.status.in_(UNFINISHED))
+        .values(status=AuditStatus.failed, error=error, finished_at=utcnow())
+    )

@@ -1,0 +1,133 @@
+"""Request and response bodies of the REST API (pydantic), named ``<Thing>Create`` / ``<Thing>Public``."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.models import Audit, AuditStatus, Verdict
+
+MAX_PAGE_SIZE = 100
+
+
+def _parse_list(value: Any) -> Any:
+    """Form fields arrive as text: accept a JSON list (``[1, 28, 28]``) or a comma list (``1,28,28``)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class CheckpointCreate(BaseModel):
+    """The form fields sent with a checkpoint file (``POST /checkpoints``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_shape: list[int] = Field(min_length=3, max_length=3, description="C,H,W, e.g. 1,28,28")
+    num_classes: int = Field(ge=2, le=100_000)
+    arch: str | None = Field(default=None, max_length=100, description="Registered architecture name")
+    name: str | None = Field(default=None, max_length=200)
+    mean: list[float] | None = Field(
+        default=None, max_length=16, description="Per-channel mean; omit if none"
+    )
+    std: list[float] | None = Field(default=None, max_length=16)
+    class_names: list[str] | None = Field(default=None, max_length=100_000)
+
+    _lists = field_validator("input_shape", "mean", "std", "class_names", mode="before")(_parse_list)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _positive_dims(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 4096 for d in value) or value[0] > 16:
+            raise ValueError("input_shape must be C,H,W with 1 <= C <= 16 and 1 <= H, W <= 4096")
+        return value
+
+
+class CheckpointPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    sha256: str
+    size_bytes: int
+    format: str
+    name: str | None
+    arch: str | None
+    num_classes: int
+    input_shape: list[int]
+    mean: list[float] | None
+    std: list[float] | None
+    class_names: list[str] | None
+    created_at: datetime
+
+
+class CheckpointsPublic(BaseModel):
+    data: list[CheckpointPublic]
+    count: int = Field(description="Total number of matching checkpoints, not only this page")
+
+
+class AuditCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_id: uuid.UUID
+    config: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Optional overrides, e.g. {"saliency": {"iterations": 60}, "scoring": {...}}; '
+        "unknown keys are refused",
+    )
+
+
+class Progress(BaseModel):
+    done: int = Field(description="Classes whose map is computed")
+    total: int = Field(description="Classes of the model")
+
+
+class AuditPublic(BaseModel):
+    id: uuid.UUID
+    checkpoint_id: uuid.UUID | None = Field(description="None once the checkpoint was deleted")
+    checkpoint_sha256: str
+    status: AuditStatus
+    progress: Progress
+    verdict: Verdict | None
+    probability: float | None = Field(description="P(backdoored), 0..1; set when the audit succeeded")
+    suspected_classes: list[int] | None = Field(description="Ranked suspected target classes")
+    error: str | None
+    config: dict[str, Any]
+    device: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_audit(cls, audit: Audit) -> AuditPublic:
+        return cls(
+            id=audit.id,
+            checkpoint_id=audit.checkpoint_id,
+            checkpoint_sha256=audit.checkpoint_sha256,
+            status=audit.status,
+            progress=Progress(done=audit.progress_done, total=audit.progress_total),
+            verdict=audit.verdict,
+            probability=audit.probability,
+            suspected_classes=audit.suspected_classes,
+            error=audit.error,
+            config=audit.config,
+            device=audit.device,
+            created_at=audit.created_at,
+            started_at=audit.started_at,
+            finished_at=audit.finished_at,
+        )
+
+
+class AuditsPublic(BaseModel):
+    data: list[AuditPublic]
+    count: int = Field(description="Total number of matching audits, not only this page")
+
+
+class HealthPublic(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)
