@@ -91,7 +91,9 @@ class _AdamMoments:
         return m_hat / (v_hat.sqrt() + 1e-8)
 
 
-def _draw(config: SaliencyConfig, generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+def _draw(
+    config: SaliencyConfig, generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device
+) -> torch.Tensor:
     """Seeds shaped (R, K, n, C, H, W); class k's come from its own generator, whatever its batch-mates."""
     r, _, n, *image = shape
     per_class = [draw_seeds(config.seed_distribution, (r, n, *image), generator=g, device=device) for g in generators]
@@ -184,14 +186,26 @@ def _maps_for_chunk(
 
     rho = torch.zeros((config.restarts, len(chunk), *input_shape), device=device)
     restarts = _optimise(
-        model, rho, classes, config,
-        steps=config.iterations, step_size=config.step_size, generators=generators, on_step=record,
+        model,
+        rho,
+        classes,
+        config,
+        steps=config.iterations,
+        step_size=config.step_size,
+        generators=generators,
+        on_step=record,
     )
     # refine: average the restarts, then a short fine phase at a quarter of the step size
     averaged = project(restarts.mean(dim=0, keepdim=True), config)
     refined = _optimise(
-        model, averaged, classes, config,
-        steps=config.refine_iterations, step_size=config.step_size / 4, generators=generators, on_step=record,
+        model,
+        averaged,
+        classes,
+        config,
+        steps=config.refine_iterations,
+        step_size=config.step_size / 4,
+        generators=generators,
+        on_step=record,
     )[0]
     success = _success_rates(model, refined, classes, config, generators)
     stability = _stability(restarts.cpu())

@@ -61,7 +61,7 @@ def shared_hotspot(pixel_energy: torch.Tensor, windows: list[Window]) -> torch.T
     Clean classes push away from a trigger too, so the others' maps carry a blob at its spot
     (DESIGN.md section 7); a class whose window the others also attend to is suspicious.
     """
-    k, height, width = pixel_energy.shape
+    k = pixel_energy.shape[0]
     share = pixel_energy / pixel_energy.flatten(1).sum(dim=1).clamp_min(1e-12)[:, None, None]
     out = torch.zeros(k)
     for i, window in enumerate(windows):

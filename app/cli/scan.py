@@ -1,0 +1,126 @@
+"""``backdoor-audit scan MODEL``: audit a checkpoint on this machine, no servers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from app.cli.common import EXIT_CLEAN, EXIT_FLAGGED, CommandError
+from app.cli.options import add_model_options, json_object
+
+FORMATS_HELP = """accepted checkpoints:
+  .safetensors state_dict       with --arch NAME (see `backdoor-audit archs`)
+  .pt/.pth/.bin state_dict      loaded with weights_only=True after a pickle scan; needs --arch
+  TorchScript archive           (torch.jit.save); input shape via --input-shape
+  torch.export program (.pt2)   input shape recorded in the program
+  ONNX                          small CNN op set, converted to a differentiable module
+The format is detected from the bytes, not the file name.
+
+exit codes: 0 clean, 1 suspicious or backdoored, 2 error (one line on stderr says why)."""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "scan",
+        help="audit a checkpoint locally and write report.json, report.html and the maps",
+        description="Compute an input-agnostic saliency map for every class and score the maps for backdoor "
+        "trigger signatures.",
+        epilog=FORMATS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, help="checkpoint file")
+    add_model_options(parser)
+    parser.add_argument("--out", type=Path, default=Path("audit-out"), help="output folder (default: audit-out)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same maps")
+    parser.add_argument(
+        "--config", type=json_object, help='audit config JSON, e.g. \'{"saliency": {"iterations": 60}}\''
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    # torch is imported here, not at module import, so other commands stay fast
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from app.reports.html import render_report_html
+    from worker.audit import audit_model, resolve_device
+    from worker.config import AuditConfig
+    from worker.loading import load_checkpoint
+    from worker.loading.types import CheckpointError, ModelSpec
+    from worker.report import build_report, render_images
+
+    try:
+        config = AuditConfig.from_dict(args.config)
+        config = dataclasses.replace(config, saliency=dataclasses.replace(config.saliency, seed=args.seed))
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    spec = ModelSpec(
+        input_shape=args.input_shape,
+        num_classes=args.num_classes,
+        arch=args.arch,
+        mean=args.mean,
+        std=args.std,
+        class_names=args.class_names,
+    )
+    _check_out_dir(args.out)
+    try:
+        loaded = load_checkpoint(args.model, spec, device=device)
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+
+    with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        outcome = audit_model(loaded, config, device=device, progress=progress)
+    report = build_report(
+        loaded=loaded,
+        maps=outcome.maps,
+        score=outcome.score,
+        config=config,
+        seconds=outcome.seconds,
+        device=str(device),
+    )
+    images = render_images(outcome.maps, outcome.score)
+    _write_outputs(args.out, report, images, render_report_html(report, images))
+    suspects = ", ".join(str(k) for k in report["suspected_classes"]) or "none"
+    print(
+        f"{report['verdict']}: P(backdoored)={report['probability']:.2f}, suspected classes: {suspects} "
+        f"({outcome.seconds:.1f} s) -> {args.out / 'report.html'}"
+    )
+    return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse to replace a folder that holds anything but an earlier report."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "report.json").is_file())):
+        raise CommandError(f"--out {out} exists and is not an earlier report folder; choose another --out")
+
+
+def _write_outputs(out: Path, report: dict[str, Any], images: dict[str, bytes], html: str) -> None:
+    """Write into a sibling temp folder and rename, so a failure never leaves a half-written report."""
+    import shutil
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+        (staging / "maps").mkdir()
+        for name, data in images.items():
+            (staging / "maps" / name).write_bytes(data)
+        (staging / "report.json").write_text(json.dumps(report, indent=2))
+        (staging / "report.html").write_text(html)
+        if out.exists():
+            shutil.rmtree(out)  # safe: _check_out_dir refused anything that is not an earlier report
+        staging.rename(out)
+    except OSError as exc:
+        raise CommandError(f"cannot write the report to {out}: {exc.strerror or exc}") from None

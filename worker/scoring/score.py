@@ -1,0 +1,181 @@
+"""Trigger-signature scoring of a model's class maps (DESIGN.md section 3).
+
+For each class the map's most energetic small window is taken as a candidate trigger; the candidate is
+stamped (its mask and saturated pattern) onto probe inputs that the model assigns to other classes, and
+the fraction that flips to the class is its *transfer rate*. A backdoor target's map collapses onto the
+trigger, so its window holds an outlying share of the map's energy *and* flips nearly every probe;
+a clean class's window does neither. Probes are data-free by default: fresh seeds pushed toward each
+other class by that class's own map; user-supplied clean images are added when given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from worker.saliency.engine import ClassMap
+from worker.saliency.seeds import draw_seeds
+from worker.scoring.config import ScoringConfig
+from worker.scoring.features import (
+    Window,
+    best_windows,
+    energy,
+    shared_hotspot,
+    trigger_pattern,
+    window_size,
+)
+from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
+
+# Evidence -> probability. Evidence is the concentration anomaly index weighted by the transfer rate;
+# centre and slope were set on the development zoo (BENCHMARKS.md), not by taste.
+EVIDENCE_CENTRE = 4.0
+EVIDENCE_SLOPE = 1.2
+
+
+@dataclass
+class TriggerEstimate:
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    mask: torch.Tensor  # (H, W) in {0, 1}
+    pattern: torch.Tensor  # (C, H, W) in [0, 1]; only meaningful under the mask
+
+
+@dataclass
+class ClassScore:
+    class_index: int
+    score: float  # the evidence that this class is a backdoor target (higher = more suspicious)
+    anomaly_index: float  # of the window concentration across classes
+    success_rate: float
+    stability: float
+    features: dict[str, float]
+    trigger: TriggerEstimate
+    suspected: bool = False
+
+
+@dataclass
+class AuditScore:
+    verdict: str
+    probability: float
+    suspected_classes: list[int]
+    classes: list[ClassScore] = field(default_factory=list)
+
+
+@torch.no_grad()
+def _probes(
+    model: nn.Module,
+    raw: torch.Tensor,
+    config: ScoringConfig,
+    device: torch.device,
+    clean_images: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probe inputs and the model's predictions on them: seeds + each class's map, plus any clean images."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed)
+    k = raw.shape[0]
+    # bound the probe set on many-class models: at most 64 source classes
+    sources = torch.randperm(k, generator=torch.Generator().manual_seed(config.seed))[:64].to(device)
+    n = config.probes_per_class
+    seeds = draw_seeds("uniform", (len(sources), n, *raw.shape[1:]), generator=generator, device=device)
+    probes = (seeds + raw[sources][:, None]).flatten(0, 1)
+    if clean_images is not None:
+        probes = torch.cat([probes, clean_images.to(device)])
+    predictions = model(probes).argmax(dim=1)
+    return probes, predictions
+
+
+@torch.no_grad()
+def _transfer_rates(
+    model: nn.Module,
+    probes: torch.Tensor,
+    predictions: torch.Tensor,
+    triggers: list[TriggerEstimate],
+    device: torch.device,
+) -> torch.Tensor:
+    """For each class k, the fraction of probes not already in k that k's stamped trigger sends to k."""
+    rates = torch.zeros(len(triggers))
+    for k, trigger in enumerate(triggers):
+        eligible = probes[predictions != k]
+        if len(eligible) == 0:
+            continue
+        mask = trigger.mask.to(device)
+        stamped = eligible * (1 - mask) + trigger.pattern.to(device) * mask
+        rates[k] = (model(stamped).argmax(dim=1) == k).float().mean().cpu()
+    return rates
+
+
+def score_audit(
+    model: nn.Module,
+    maps: list[ClassMap],
+    input_shape: tuple[int, int, int],
+    *,
+    config: ScoringConfig | None = None,
+    device: torch.device | str = "cpu",
+    clean_images: torch.Tensor | None = None,
+) -> AuditScore:
+    """Score every class map and decide the model-level verdict. ``maps`` must cover every class, in order."""
+    config = config or ScoringConfig()
+    device = torch.device(device)
+    if [m.class_index for m in maps] != list(range(len(maps))):
+        raise ValueError("score_audit needs one map per class, ordered by class index")
+    was_training = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        return _score(model, maps, input_shape, config, device, clean_images)
+    finally:
+        for module, flag in was_training:
+            module.training = flag
+
+
+def _score(
+    model: nn.Module,
+    maps: list[ClassMap],
+    input_shape: tuple[int, int, int],
+    config: ScoringConfig,
+    device: torch.device,
+    clean_images: torch.Tensor | None,
+) -> AuditScore:
+    _, height, width = input_shape
+    raw = torch.stack([m.raw for m in maps]).to(device)
+    pixel_energy = energy(raw)
+    windows, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
+    hotspot = shared_hotspot(pixel_energy.cpu(), windows)
+    triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
+    probes, predictions = _probes(model, raw, config, device, clean_images)
+    transfer = _transfer_rates(model, probes, predictions, triggers, device)
+
+    concentration = concentration.cpu()
+    anomaly = anomaly_index(concentration, floor=0.01)
+    evidence = anomaly.clamp_min(0) * transfer
+    probability = backdoor_probability(float(evidence.max()), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE)
+    verdict = verdict_for(probability, config)
+    ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))
+    suspected = (
+        [k for k in ranked if anomaly[k] > config.anomaly_threshold and transfer[k] >= 0.5] or ranked[:1]
+        if verdict != "clean"
+        else []
+    )
+    classes = [
+        ClassScore(
+            class_index=k,
+            score=float(evidence[k]),
+            anomaly_index=float(anomaly[k]),
+            success_rate=m.success_rate,
+            stability=m.stability,
+            features={
+                "concentration": float(concentration[k]),
+                "transfer_rate": float(transfer[k]),
+                "shared_hotspot": float(hotspot[k]),
+                "final_probability": m.trace[-1] if m.trace else 0.0,
+            },
+            trigger=triggers[k],
+            suspected=k in suspected,
+        )
+        for k, m in enumerate(maps)
+    ]
+    return AuditScore(verdict=verdict, probability=probability, suspected_classes=suspected, classes=classes)
+
+
+def _trigger(class_map: torch.Tensor, window: Window, height: int, width: int) -> TriggerEstimate:
+    mask = window.mask(height, width, class_map.device)
+    return TriggerEstimate(bbox=window.bbox, mask=mask.cpu(), pattern=(trigger_pattern(class_map) * mask).cpu())

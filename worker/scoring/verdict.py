@@ -1,0 +1,35 @@
+"""Across-class statistics and the model-level decision: anomaly index, probability, verdict."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from worker.scoring.config import ScoringConfig
+
+MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate sigma for normal data
+
+
+def anomaly_index(values: torch.Tensor, *, floor: float = 1e-3) -> torch.Tensor:
+    """(x - median) / (1.4826 * MAD), signed so the suspicious (large) side is positive.
+
+    ``floor`` bounds the MAD from below: with ten classes, a MAD of almost zero would turn noise into
+    huge indices.
+    """
+    median = values.median()
+    mad = (values - median).abs().median()
+    return (values - median) / (MAD_CONSISTENCY * mad.clamp_min(floor))
+
+
+def backdoor_probability(evidence: float, *, centre: float, slope: float) -> float:
+    """A logistic map from the strongest class's evidence to P(backdoored)."""
+    return 1.0 / (1.0 + math.exp(-slope * (evidence - centre)))
+
+
+def verdict_for(probability: float, config: ScoringConfig) -> str:
+    if probability >= config.backdoored_at:
+        return "backdoored"
+    if probability >= config.suspicious_at:
+        return "suspicious"
+    return "clean"
