@@ -16,6 +16,9 @@ COMMANDS: dict[str, str] = {
     "submit": "submit",
     "status": "status",
     "report": "report",
+    "serve": "serve",
+    "keys": "keys",
+    "migrate": "migrate",
 }
 
 
