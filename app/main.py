@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
 
 from app import __version__, crud
 from app.api.main import api_router
@@ -21,10 +20,8 @@ from app.models import AuditStatus
 
 def _route_template(request: Request) -> str:
     """The matched path template (``/api/v1/audits/{audit_id}``), so metrics labels stay few."""
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    route = request.scope.get("route")  # set by the router once it matched
+    return str(getattr(route, "path", "unmatched"))
 
 
 async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

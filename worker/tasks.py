@@ -215,7 +215,6 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
         storage = Storage(settings.storage_root)
         for cmap in maps:
             key = Storage.audit_key(audit.id, map_file(cmap.class_index))
-            storage.path(key).parent.mkdir(parents=True, exist_ok=True)
             save_class_map(storage.path(key), cmap)
             with _session() as session:  # one commit per class: progress shows class by class
                 crud.upsert_class_result(
@@ -236,7 +235,7 @@ def finalize_audit(audit_id: str) -> None:
     """Score all maps, write the report and images, and record the verdict (the chord's callback)."""
     from worker.report import build_report, render_images
     from worker.saliency.io import load_class_map
-    from worker.scoring import score_audit
+    from worker.scoring.score import score_audit
 
     def work() -> None:
         settings = get_settings()

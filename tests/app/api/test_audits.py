@@ -1,0 +1,152 @@
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from app import crud
+from app.core.db import session_scope
+from app.core.settings import Settings
+from app.core.storage import Storage
+from app.models import Verdict
+from tests.app.conftest import RecordingQueue
+
+FAST = {"saliency": {"iterations": 20, "refine_iterations": 5, "restarts": 1, "seeds_per_step": 8}}
+
+
+def test_submit_commits_then_enqueues_and_returns_202_with_location(
+    client: TestClient, team: dict[str, Any], queue: RecordingQueue, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    checkpoint_id = make_checkpoint(team["id"])
+    response = client.post(
+        "/api/v1/audits", json={"checkpoint_id": str(checkpoint_id), "config": FAST}, headers=team["headers"]
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/api/v1/audits/{body['id']}"
+    assert body["status"] == "queued" and body["progress"] == {"done": 0, "total": 10}
+    assert body["config"]["saliency"]["iterations"] == 20 and "scoring" in body["config"]  # defaults filled in
+    assert queue.enqueued == [uuid.UUID(body["id"])]
+    polled = client.get(response.headers["location"], headers=team["headers"])
+    assert polled.status_code == 200 and polled.json()["status"] == "queued"
+
+
+def test_invalid_config_is_422_naming_the_key_and_nothing_is_queued(
+    client: TestClient, team: dict[str, Any], queue: RecordingQueue, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    for config, fragment in (
+        ({"saliency": {"iteratons": 5}}, "iteratons"),
+        ({"saliency": {"iterations": 0}}, "iterations"),
+        ({"colour": 1}, "colour"),
+    ):
+        response = client.post(
+            "/api/v1/audits", json={"checkpoint_id": checkpoint_id, "config": config}, headers=team["headers"]
+        )
+        assert response.status_code == 422 and fragment in response.json()["detail"]
+    missing = client.post("/api/v1/audits", json={"config": {}}, headers=team["headers"])
+    assert missing.status_code == 422
+    assert queue.enqueued == []
+    assert client.get("/api/v1/audits", headers=team["headers"]).json()["count"] == 0
+
+
+def test_other_teams_and_unknown_ids_are_404(
+    client: TestClient,
+    team: dict[str, Any],
+    other_team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+) -> None:
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    as_other = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=other_team["headers"])
+    assert as_other.status_code == 404
+    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+    for path in (
+        f"/api/v1/audits/{audit_id}",
+        f"/api/v1/audits/{audit_id}/report",
+        f"/api/v1/checkpoints/{checkpoint_id}",
+    ):
+        assert client.get(path, headers=other_team["headers"]).status_code == 404, path
+    assert client.delete(f"/api/v1/checkpoints/{checkpoint_id}", headers=other_team["headers"]).status_code == 404
+    assert client.get(f"/api/v1/audits/{uuid.uuid4()}", headers=team["headers"]).status_code == 404
+    assert client.get("/api/v1/audits/not-a-uuid", headers=team["headers"]).status_code == 422
+
+
+def test_broker_failure_is_503_and_the_audit_is_marked_failed(
+    client: TestClient, team: dict[str, Any], queue: RecordingQueue, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    queue.broker_error = ConnectionError("connection refused")
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    response = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"])
+    assert response.status_code == 503 and "BROKER_URL" in response.json()["detail"]
+    audits = client.get("/api/v1/audits", headers=team["headers"]).json()["data"]
+    assert audits[0]["status"] == "failed" and "connection refused" in audits[0]["error"]
+
+
+def test_list_filters_and_paginates(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+) -> None:
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    ids = [
+        client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+        for _ in range(3)
+    ]
+    with session_scope(service_settings.database_url_resolved) as session:
+        crud.complete_audit(
+            session=session,
+            audit_id=uuid.UUID(ids[0]),
+            verdict=Verdict.backdoored,
+            probability=0.97,
+            suspected_classes=[3],
+            class_scores={},
+        )
+    headers = team["headers"]
+    page = client.get("/api/v1/audits", params={"limit": 2}, headers=headers).json()
+    assert page["count"] == 3 and len(page["data"]) == 2
+    assert client.get("/api/v1/audits", params={"skip": 2}, headers=headers).json()["data"][0]["id"] in ids
+    flagged = client.get("/api/v1/audits", params={"verdict": "backdoored"}, headers=headers).json()
+    assert flagged["count"] == 1 and flagged["data"][0]["suspected_classes"] == [3]
+    assert client.get("/api/v1/audits", params={"status": "queued"}, headers=headers).json()["count"] == 2
+    assert client.get("/api/v1/audits", params={"status": "bogus"}, headers=headers).status_code == 422
+    assert client.get("/api/v1/audits", params={"limit": 1000}, headers=headers).status_code == 422
+
+
+def test_results_are_409_until_succeeded_then_served_from_storage(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+) -> None:
+    checkpoint_id = str(make_checkpoint(team["id"], num_classes=2))
+    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+    pending = client.get(f"/api/v1/audits/{audit_id}/report", headers=team["headers"])
+    assert pending.status_code == 409 and "queued" in pending.json()["detail"]
+
+    storage = Storage(service_settings.storage_root)
+    report = {
+        "verdict": "clean",
+        "classes": [
+            {"class_index": 0, "map_file": "class_0000_map.png", "heatmap_file": "class_0000_heatmap.png"},
+            {"class_index": 1, "map_file": "class_0001_map.png", "heatmap_file": "class_0001_heatmap.png"},
+        ],
+    }
+    storage.write_bytes(Storage.audit_key(uuid.UUID(audit_id), "report.json"), json.dumps(report).encode())
+    storage.write_bytes(Storage.audit_key(uuid.UUID(audit_id), "class_0001_heatmap.png"), b"\x89PNG fake")
+    with session_scope(service_settings.database_url_resolved) as session:
+        crud.complete_audit(
+            session=session,
+            audit_id=uuid.UUID(audit_id),
+            verdict=Verdict.clean,
+            probability=0.1,
+            suspected_classes=[],
+            class_scores={},
+        )
+    assert client.get(f"/api/v1/audits/{audit_id}/report", headers=team["headers"]).json() == report
+    image = client.get(f"/api/v1/audits/{audit_id}/classes/1/heatmap.png", headers=team["headers"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+    assert image.content == b"\x89PNG fake"
+    for path in ("classes/0/heatmap.png", "classes/7/map.png", "classes/1/other.png"):
+        assert client.get(f"/api/v1/audits/{audit_id}/{path}", headers=team["headers"]).status_code in (404, 422)

@@ -1,0 +1,96 @@
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import crud
+from app.models import ApiKey, AuditStatus, Verdict
+
+
+def _audit(session: Session, team_id: uuid.UUID, checkpoint_id: uuid.UUID) -> uuid.UUID:
+    checkpoint = crud.get_checkpoint(session=session, team_id=team_id, checkpoint_id=checkpoint_id)
+    assert checkpoint is not None
+    audit = crud.create_audit(session=session, team_id=team_id, checkpoint=checkpoint, config={})
+    session.commit()
+    return audit.id
+
+
+def test_api_keys_are_stored_hashed_and_resolve_to_their_team(session: Session) -> None:
+    team = crud.get_or_create_team(session=session, name="red")
+    key = crud.create_api_key(session=session, team=team)
+    stored = session.scalars(select(ApiKey)).one()
+    assert key.startswith("ba_") and len(key) > 40
+    assert stored.key_hash != key and key not in stored.key_hash
+    assert crud.get_team_for_key(session=session, key=key) == team
+    assert crud.get_team_for_key(session=session, key=key + "x") is None
+    assert crud.get_or_create_team(session=session, name="red").id == team.id
+
+
+def test_reads_are_scoped_to_the_team(session: Session, make_checkpoint: Callable[..., uuid.UUID]) -> None:
+    red = crud.get_or_create_team(session=session, name="red")
+    blue = crud.get_or_create_team(session=session, name="blue")
+    session.commit()
+    checkpoint_id = make_checkpoint(red.id)
+    assert crud.get_checkpoint(session=session, team_id=blue.id, checkpoint_id=checkpoint_id) is None
+    assert crud.list_checkpoints(session=session, team_id=blue.id)[1] == 0
+    assert crud.list_checkpoints(session=session, team_id=red.id)[1] == 1
+    audit_id = _audit(session, red.id, checkpoint_id)
+    assert crud.get_audit(session=session, team_id=blue.id, audit_id=audit_id) is None
+    assert crud.get_audit(session=session, team_id=red.id, audit_id=audit_id) is not None
+
+
+def test_class_results_upsert_by_audit_and_class_and_drive_progress(
+    session: Session, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    team = crud.get_or_create_team(session=session, name="red")
+    session.commit()
+    audit_id = _audit(session, team.id, make_checkpoint(team.id, num_classes=3))
+    for rate in (0.1, 0.9):  # the same class twice: a redelivered task
+        crud.upsert_class_result(
+            session=session, audit_id=audit_id, class_index=1, success_rate=rate, stability=1.0, map_key="k1"
+        )
+    crud.upsert_class_result(session=session, audit_id=audit_id, class_index=2, success_rate=0.5, stability=1.0, map_key="k2")
+    session.commit()
+    results = crud.list_class_results(session=session, audit_id=audit_id)
+    assert [(r.class_index, r.success_rate) for r in results] == [(1, 0.9), (2, 0.5)]
+    audit = crud.get_audit_for_worker(session=session, audit_id=audit_id)
+    assert audit is not None
+    session.refresh(audit)
+    assert (audit.progress_done, audit.progress_total) == (2, 3)
+
+
+def test_fail_never_overwrites_a_finished_audit(session: Session, make_checkpoint: Callable[..., uuid.UUID]) -> None:
+    team = crud.get_or_create_team(session=session, name="red")
+    session.commit()
+    audit_id = _audit(session, team.id, make_checkpoint(team.id))
+    crud.complete_audit(
+        session=session, audit_id=audit_id, verdict=Verdict.clean, probability=0.1, suspected_classes=[], class_scores={}
+    )
+    crud.fail_audit(session=session, audit_id=audit_id, error="late failure of a duplicate task")
+    session.commit()
+    audit = crud.get_audit(session=session, team_id=team.id, audit_id=audit_id)
+    assert audit is not None
+    session.refresh(audit)
+    assert audit.status == AuditStatus.succeeded and audit.error is None
+    assert crud.count_audits_by_status(session=session)[AuditStatus.succeeded] == 1
+
+
+def test_deleting_a_checkpoint_keeps_its_audits_and_reports_shared_bytes(
+    session: Session, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    red = crud.get_or_create_team(session=session, name="red")
+    blue = crud.get_or_create_team(session=session, name="blue")
+    session.commit()
+    red_checkpoint, blue_checkpoint = make_checkpoint(red.id), make_checkpoint(blue.id)  # same bytes, two teams
+    audit_id = _audit(session, red.id, red_checkpoint)
+    checkpoint = crud.get_checkpoint(session=session, team_id=red.id, checkpoint_id=red_checkpoint)
+    assert checkpoint is not None
+    assert crud.checkpoint_has_unfinished_audits(session=session, checkpoint_id=red_checkpoint)
+    assert crud.delete_checkpoint(session=session, checkpoint=checkpoint) is False  # blue still uses the bytes
+    session.commit()
+    audit = crud.get_audit(session=session, team_id=red.id, audit_id=audit_id)
+    assert audit is not None and audit.checkpoint_id is None and audit.checkpoint_sha256 == "ab" * 32
+    other = crud.get_checkpoint(session=session, team_id=blue.id, checkpoint_id=blue_checkpoint)
+    assert other is not None
+    assert crud.delete_checkpoint(session=session, checkpoint=other) is True
