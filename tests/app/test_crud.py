@@ -50,7 +50,9 @@ def test_class_results_upsert_by_audit_and_class_and_drive_progress(
         crud.upsert_class_result(
             session=session, audit_id=audit_id, class_index=1, success_rate=rate, stability=1.0, map_key="k1"
         )
-    crud.upsert_class_result(session=session, audit_id=audit_id, class_index=2, success_rate=0.5, stability=1.0, map_key="k2")
+    crud.upsert_class_result(
+        session=session, audit_id=audit_id, class_index=2, success_rate=0.5, stability=1.0, map_key="k2"
+    )
     session.commit()
     results = crud.list_class_results(session=session, audit_id=audit_id)
     assert [(r.class_index, r.success_rate) for r in results] == [(1, 0.9), (2, 0.5)]
@@ -65,7 +67,12 @@ def test_fail_never_overwrites_a_finished_audit(session: Session, make_checkpoin
     session.commit()
     audit_id = _audit(session, team.id, make_checkpoint(team.id))
     crud.complete_audit(
-        session=session, audit_id=audit_id, verdict=Verdict.clean, probability=0.1, suspected_classes=[], class_scores={}
+        session=session,
+        audit_id=audit_id,
+        verdict=Verdict.clean,
+        probability=0.1,
+        suspected_classes=[],
+        class_scores={},
     )
     crud.fail_audit(session=session, audit_id=audit_id, error="late failure of a duplicate task")
     session.commit()

@@ -60,7 +60,9 @@ def test_other_teams_and_unknown_ids_are_404(
     checkpoint_id = str(make_checkpoint(team["id"]))
     as_other = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=other_team["headers"])
     assert as_other.status_code == 404
-    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()[
+        "id"
+    ]
     for path in (
         f"/api/v1/audits/{audit_id}",
         f"/api/v1/audits/{audit_id}/report",
@@ -121,7 +123,9 @@ def test_results_are_409_until_succeeded_then_served_from_storage(
     make_checkpoint: Callable[..., uuid.UUID],
 ) -> None:
     checkpoint_id = str(make_checkpoint(team["id"], num_classes=2))
-    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+    audit_id = client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()[
+        "id"
+    ]
     pending = client.get(f"/api/v1/audits/{audit_id}/report", headers=team["headers"])
     assert pending.status_code == 409 and "queued" in pending.json()["detail"]
 
