@@ -13,6 +13,7 @@ from app.cli.common import EXIT_ERROR, CommandError
 # subcommand name -> module under app.cli that registers it
 COMMANDS: dict[str, str] = {
     "scan": "scan",
+    "demo": "demo",
     "submit": "submit",
     "status": "status",
     "report": "report",

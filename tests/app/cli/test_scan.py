@@ -1,0 +1,100 @@
+"""``backdoor-audit scan`` end to end in a real process: verdicts on real models, errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import FAST_AUDIT_CONFIG
+from worker.examples import ExampleModel
+
+
+def scan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", "scan", "--quiet", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[3]), "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.mark.slow
+def test_backdoored_model_is_flagged_with_its_target_first(badnets_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = scan(*badnets_checkpoint.cli_args(), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verdict"] in {"suspicious", "backdoored"}
+    assert report["suspected_classes"][0] == badnets_checkpoint.target_class
+    target = report["classes"][badnets_checkpoint.target_class]
+    _, _, x1, y1 = target["trigger_bbox"]
+    assert x1 > 24 and y1 > 24, f"the trigger estimate {target['trigger_bbox']} should cover the bottom-right patch"
+    assert report["model"]["num_classes"] == 10 and report["model"]["input_shape"] == [1, 28, 28]
+    assert len(report["model"]["sha256"]) == 64 and report["seconds"] > 0
+    assert {"saliency", "scoring"} <= set(report["config"])
+    for entry in report["classes"]:
+        assert (out / "maps" / entry["map_file"]).read_bytes().startswith(b"\x89PNG")
+        assert (out / "maps" / entry["heatmap_file"]).is_file()
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html
+    assert "P(backdoored)" in result.stdout
+
+
+@pytest.mark.slow
+def test_clean_twin_is_not_flagged(clean_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    result = scan(*clean_checkpoint.cli_args(), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert result.returncode == 0, (result.stdout, report["probability"], report["suspected_classes"])
+    assert report["verdict"] == "clean" and report["suspected_classes"] == []
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("pickled code ran",))
+
+
+def _bad_inputs(tmp_path: Path, badnets: ExampleModel) -> dict[str, tuple[list[str], str]]:
+    random_bytes = tmp_path / "random.pt"
+    random_bytes.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
+    module = tmp_path / "module.pt"
+    torch.save(torch.nn.Linear(2, 2), module)  # a whole pickled nn.Module, not a state_dict
+    payload = tmp_path / "payload.pkl"
+    payload.write_bytes(pickle.dumps(_Payload()))
+    return {
+        "missing file": ([str(tmp_path / "nope.safetensors"), "--arch", "small_cnn"], "nope.safetensors"),
+        "random bytes": ([str(random_bytes), "--arch", "small_cnn", "--input-shape", "1,28,28"], "format"),
+        "pickled module": ([str(module), "--arch", "small_cnn", "--input-shape", "1,28,28"], "torch.nn"),
+        "code in a pickle": ([str(payload), "--arch", "small_cnn", "--input-shape", "1,28,28"], "builtins"),
+        "wrong input shape": (
+            [str(badnets.path), "--arch", "small_cnn", "--input-shape", "3,8,8", "--num-classes", "10"],
+            "input",
+        ),
+    }
+
+
+@pytest.mark.slow
+def test_bad_inputs_exit_2_with_one_clear_line(badnets_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    for case, (args, needle) in _bad_inputs(tmp_path, badnets_checkpoint).items():
+        out = tmp_path / f"out-{case.replace(' ', '-')}"
+        result = scan(*args, "--out", str(out), "--config", json.dumps(FAST_AUDIT_CONFIG), cwd=tmp_path)
+        assert result.returncode == 2, (case, result.stdout, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (case, result.stderr)
+        assert needle.lower() in lines[0].lower(), (case, lines[0])
+        assert "Traceback" not in result.stderr and "pickled code ran" not in result.stdout
+        assert not out.exists(), f"{case}: nothing may be written on error"
+
+
+def test_invalid_config_and_arguments_exit_2(tmp_path: Path) -> None:
+    result = scan("model.pt", "--config", '{"saliency": {"iteration": 5}}', cwd=tmp_path)
+    assert result.returncode == 2 and "unknown saliency config keys: iteration" in result.stderr
+    result = scan("model.pt", "--input-shape", "28,28", cwd=tmp_path)
+    assert result.returncode == 2 and "expected C,H,W" in result.stderr
