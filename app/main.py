@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 
 from app import __version__, crud
 from app.api.main import api_router
-from app.api.routes import health
+from app.api.routes import dashboard, health
 from app.core.db import session_scope
 from app.core.metrics import HTTP_REQUESTS, HTTP_SECONDS, watch_audits
 from app.core.queue import AuditQueue
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None, queue: AuditQueue | None = None
     app.middleware("http")(_observe)
     app.include_router(health.router)
     app.include_router(api_router, prefix="/api/v1")
+    app.include_router(dashboard.router)  # the server-rendered pages, outside /api/v1
     return app
 
 

@@ -74,6 +74,7 @@ class ReportView:
     input_height: int | None
     input_width: int | None
     num_classes: int
+    classes: list[ClassView]  # every class, by class index (the dashboard pages through these)
     suspected: list[ClassView]  # ranked as in report["suspected_classes"]
     grid: list[ClassView]  # classes that get image cards
     rest: list[ClassView]  # classes summarised in the compact table only
@@ -245,6 +246,7 @@ def build_report_view(
         input_height=height,
         input_width=width,
         num_classes=int(model.get("num_classes") or len(classes)),
+        classes=classes,
         suspected=ranked_suspects,
         grid=grid,
         rest=rest,

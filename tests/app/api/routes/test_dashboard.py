@@ -1,0 +1,234 @@
+"""Dashboard pages through the real app (SQLite, storage; a recording queue instead of the broker)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import crud
+from app.api.routes.dashboard import CLASSES_PER_PAGE, COOKIE
+from app.core.db import session_scope
+from app.core.settings import Settings
+from app.core.storage import REPORT_FILE, Storage
+from app.models import Verdict
+from tests.app.conftest import RecordingQueue
+from tests.app.reports.conftest import make_report
+
+MakeAudit = Callable[..., uuid.UUID]
+
+
+@pytest.fixture
+def signed_in(client: TestClient, team: dict[str, Any]) -> TestClient:
+    client.cookies.set(COOKIE, team["key"])
+    return client
+
+
+@pytest.fixture
+def make_audit(service_settings: Settings, make_checkpoint: Callable[..., uuid.UUID]) -> MakeAudit:
+    """An audit row; with ``report`` it is finished and its report and images are in storage."""
+
+    def make(
+        team_id: uuid.UUID,
+        *,
+        num_classes: int = 10,
+        finished: bool = True,
+        verdict: str = "backdoored",
+        suspected: tuple[int, ...] = (3,),
+    ) -> uuid.UUID:
+        sha = uuid.uuid4().hex * 2
+        checkpoint_id = make_checkpoint(team_id, num_classes=num_classes, sha256=sha)
+        with session_scope(service_settings.database_url_resolved) as session:
+            checkpoint = crud.get_checkpoint(session=session, team_id=team_id, checkpoint_id=checkpoint_id)
+            assert checkpoint is not None
+            audit = crud.create_audit(session=session, team_id=team_id, checkpoint=checkpoint, config={})
+            audit_id = audit.id
+            if finished:
+                crud.complete_audit(
+                    session=session,
+                    audit_id=audit_id,
+                    verdict=Verdict(verdict),
+                    probability=0.93,
+                    suspected_classes=list(suspected),
+                    class_scores={},
+                )
+            session.commit()
+        if finished:
+            report, images = make_report(num_classes=num_classes, suspected=suspected, verdict=verdict)
+            storage = Storage(service_settings.storage_root)
+            storage.write_bytes(Storage.audit_key(audit_id, REPORT_FILE), json.dumps(report).encode())
+            for name, data in images.items():
+                storage.write_bytes(Storage.audit_key(audit_id, name), data)
+        return audit_id
+
+    return make
+
+
+def test_signed_out_pages_redirect_to_login_with_the_page_to_return_to(client: TestClient) -> None:
+    response = client.get("/audits/" + str(uuid.uuid4()) + "?page=2", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/login?next=%2Faudits%2F")
+    assert "page%3D2" in response.headers["location"]
+
+
+def test_login_sets_a_secure_httponly_strict_cookie(client: TestClient, team: dict[str, Any]) -> None:
+    bad = client.post("/login", data={"api_key": "ba_wrong", "next": "/"}, follow_redirects=False)
+    assert bad.status_code == 401 and "not known to this server" in bad.text
+    good = client.post("/login", data={"api_key": team["key"], "next": "/upload"}, follow_redirects=False)
+    assert good.status_code == 303 and good.headers["location"] == "/upload"
+    cookie = good.headers["set-cookie"].lower()
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "httponly" in cookie and "secure" in cookie and "samesite=strict" in cookie
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
+def test_login_never_redirects_off_site(client: TestClient, team: dict[str, Any], target: str) -> None:
+    response = client.post("/login", data={"api_key": team["key"], "next": target}, follow_redirects=False)
+    assert response.headers["location"] == "/"
+
+
+def test_audit_list_shows_only_the_teams_audits_and_filters_by_verdict(
+    signed_in: TestClient, team: dict[str, Any], other_team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    flagged = make_audit(team["id"], verdict="backdoored")
+    clean = make_audit(team["id"], verdict="clean", suspected=())
+    foreign = make_audit(other_team["id"])
+    page = signed_in.get("/").text
+    assert str(flagged) in page and str(clean) in page and str(foreign) not in page
+    filtered = signed_in.get("/?verdict=clean").text
+    assert str(clean) in filtered and str(flagged) not in filtered
+
+
+def test_finished_audit_page_highlights_the_suspect_and_links_its_images(
+    signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    audit_id = make_audit(team["id"], suspected=(3,))
+    page = signed_in.get(f"/audits/{audit_id}")
+    assert page.status_code == 200
+    assert re.search(r'<div class="card suspected" id="class-3"', page.text)
+    assert 'id="class-4"' in page.text and '<div class="card suspected" id="class-4"' not in page.text
+    assert 'class="bbox"' in page.text and 'class="threshold"' in page.text
+    image_url = f"/audits/{audit_id}/classes/3/map.png"
+    assert image_url in page.text
+    image = signed_in.get(image_url)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+
+def test_another_teams_audit_is_not_found(
+    signed_in: TestClient, other_team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    audit_id = make_audit(other_team["id"])
+    assert signed_in.get(f"/audits/{audit_id}").status_code == 404
+    assert signed_in.get(f"/audits/{audit_id}/classes/3/map.png").status_code == 404
+    assert signed_in.get(f"/audits/{audit_id}/progress").status_code == 404
+
+
+def test_running_audit_page_polls_progress_json(
+    signed_in: TestClient, client: TestClient, team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    audit_id = make_audit(team["id"], finished=False)
+    page = signed_in.get(f"/audits/{audit_id}").text
+    assert f"/audits/{audit_id}/progress" in page and "<progress" in page
+    progress = signed_in.get(f"/audits/{audit_id}/progress").json()
+    assert progress["status"] == "queued" and progress["progress"] == {"done": 0, "total": 10}
+    signed_in.cookies.clear()
+    assert client.get(f"/audits/{audit_id}/progress").status_code == 401
+
+
+def test_thousand_class_audit_page_is_paged_and_small(
+    signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    audit_id = make_audit(team["id"], num_classes=1000, suspected=(977,))
+    first = signed_in.get(f"/audits/{audit_id}")
+    assert len(first.content) < 500_000
+    assert first.text.count('<div class="card') == CLASSES_PER_PAGE
+    assert "page 1 of 21" in first.text
+    assert 'id="trigger-977"' in first.text  # the suspect's evidence is on every page
+    last = signed_in.get(f"/audits/{audit_id}?page=21").text
+    assert '<div class="card suspected" id="class-977"' in last
+
+
+@pytest.mark.parametrize("fmt", ["html", "json", "sarif"])
+def test_report_downloads(signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit, fmt: str) -> None:
+    audit_id = make_audit(team["id"])
+    response = signed_in.get(f"/audits/{audit_id}/report.{fmt}")
+    assert response.status_code == 200
+    assert "attachment" in response.headers["content-disposition"]
+    if fmt == "html":
+        assert "data:image/png;base64," in response.text
+    elif fmt == "sarif":
+        assert response.json()["runs"][0]["results"][0]["properties"]["class_index"] == 3
+    else:
+        assert response.json()["suspected_classes"] == [3]
+
+
+def test_checkpoint_page_starts_an_audit_and_reports_a_bad_config(
+    signed_in: TestClient,
+    team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+    queue: RecordingQueue,
+) -> None:
+    checkpoint_id = make_checkpoint(team["id"])
+    assert "Start audit" in signed_in.get(f"/checkpoints/{checkpoint_id}").text
+    bad = signed_in.post(f"/checkpoints/{checkpoint_id}/audits", data={"config": "{not json"})
+    assert bad.status_code == 422 and "not valid JSON" in bad.text and queue.enqueued == []
+    unknown = signed_in.post(f"/checkpoints/{checkpoint_id}/audits", data={"config": '{"nope": 1}'})
+    assert unknown.status_code == 422 and "invalid audit config" in unknown.text
+    started = signed_in.post(
+        f"/checkpoints/{checkpoint_id}/audits",
+        data={"config": '{"saliency": {"iterations": 20}}'},
+        follow_redirects=False,
+    )
+    assert started.status_code == 303
+    audit_id = uuid.UUID(started.headers["location"].rsplit("/", 1)[1])
+    assert queue.enqueued == [audit_id]
+
+
+@pytest.fixture(scope="module")
+def small_cnn_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    from worker.nets import SmallCNN
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "small_cnn.safetensors"
+    save_file(SmallCNN(num_classes=10).state_dict(), str(path))
+    return path.read_bytes()
+
+
+def test_upload_form_stores_the_checkpoint_and_starts_an_audit_with_the_config(
+    signed_in: TestClient,
+    team: dict[str, Any],
+    queue: RecordingQueue,
+    small_cnn_bytes: bytes,
+    service_settings: Settings,
+) -> None:
+    assert 'enctype="multipart/form-data"' in signed_in.get("/upload").text
+    form = {"input_shape": "1,28,28", "num_classes": "10", "arch": "small_cnn"}
+    files = {"file": ("model.safetensors", small_cnn_bytes, "application/octet-stream")}
+    response = signed_in.post(
+        "/upload?config=" + json.dumps({"saliency": {"iterations": 20}}),
+        data=form,
+        files=files,
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    audit_id = uuid.UUID(response.headers["location"].rsplit("/", 1)[1])
+    assert queue.enqueued == [audit_id]
+    with session_scope(service_settings.database_url_resolved) as session:
+        audit = crud.get_audit(session=session, team_id=team["id"], audit_id=audit_id)
+        assert audit is not None and audit.config["saliency"]["iterations"] == 20
+
+
+def test_upload_form_shows_the_apis_refusal(signed_in: TestClient, queue: RecordingQueue) -> None:
+    files = {"file": ("model.safetensors", b"not a checkpoint", "application/octet-stream")}
+    response = signed_in.post("/upload", data={"input_shape": "1,28,28", "num_classes": "10"}, files=files)
+    assert response.status_code == 422
+    assert 'id="upload-error"' in response.text and "checkpoint refused" in response.text
+    assert queue.enqueued == []
