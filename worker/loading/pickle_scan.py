@@ -160,9 +160,7 @@ class _SymbolicStack:
 
     def pop(self, count: int) -> list[object]:
         if count > len(self.items):
-            raise CheckpointError(
-                f"{self.where} is not a valid pickle (stack underflow); the file is corrupt"
-            )
+            raise CheckpointError(f"{self.where} is not a valid pickle (stack underflow); the file is corrupt")
         taken = self.items[len(self.items) - count :]
         del self.items[len(self.items) - count :]
         return taken
@@ -221,9 +219,7 @@ def scan_pickle(
     try:
         for count, (opcode, arg, pos) in enumerate(pickletools.genops(stream)):
             if count >= _MAX_OPCODES:
-                raise CheckpointError(
-                    f"{where} has more than {_MAX_OPCODES} pickle opcodes; refused as too big"
-                )
+                raise CheckpointError(f"{where} has more than {_MAX_OPCODES} pickle opcodes; refused as too big")
             name = opcode.name
             if name in _STRING_OPS:
                 stack.push(arg)
@@ -289,17 +285,13 @@ def scan_pickle(
     except CheckpointError:
         raise
     except Exception as exc:  # genops raises ValueError/struct errors on corrupt input
-        raise CheckpointError(
-            f"{where} is not a valid pickle ({exc}); the file is corrupt or truncated"
-        ) from exc
+        raise CheckpointError(f"{where} is not a valid pickle ({exc}); the file is corrupt or truncated") from exc
     if report.end == 0:
         raise CheckpointError(f"{where} is not a valid pickle (it ends before STOP); the file is truncated.")
     return report
 
 
-def scan_pickle_stream(
-    data: bytes, *, where: str, allowed: frozenset[str], max_pickles: int
-) -> list[PickleReport]:
+def scan_pickle_stream(data: bytes, *, where: str, allowed: frozenset[str], max_pickles: int) -> list[PickleReport]:
     """Scan up to ``max_pickles`` pickles written back to back (torch's legacy, pre-zip format)."""
     reports: list[PickleReport] = []
     start = 0

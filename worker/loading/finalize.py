@@ -1,0 +1,166 @@
+"""The checks every format ends with: finite weights, the input shape, normalisation, a dry run.
+
+Whatever the format, the audit receives a module in eval mode on the requested device that takes
+pixels in [0, 1] shaped (N, C, H, W) and returns (N, num_classes) logits, and a declared value that
+contradicts the checkpoint is an error naming both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
+
+_TRIAL_SIZES = {1: (28, 32, 64, 224), 3: (32, 224, 64, 28)}
+_SHOWN = 5
+
+
+@dataclass
+class Built:
+    """A format loader's result before the common checks."""
+
+    module: nn.Module
+    format: str
+    input_shape: tuple[int, int, int] | None  # as declared or recorded by the format; None: unknown
+    arch: str | None = None
+    in_channels: int | None = None  # a hint for trial shapes when the shape is unknown
+    notes: list[str] = field(default_factory=list)
+
+
+class PixelSpaceClassifier(nn.Module):
+    """``net((x - mean) / std)``: folds the user's input normalisation into the model."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+def finalize(built: Built, spec: ModelSpec, sha256: str, device: torch.device) -> LoadedModel:
+    _check_finite(built.module)
+    notes = list(built.notes)
+    module = _normalised(built.module, spec)
+    module.eval()
+    module.to(device)
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    shape = _resolve_shape(built, spec)
+    if shape is None:
+        shape, logits = _trial_shape(module, built, device)
+        notes.append(f"input shape {shape} found by trial; declare it if the model was trained on another size")
+    else:
+        logits = _dry_run(module, shape, device)
+    num_classes = int(logits.shape[1])
+    if spec.num_classes is not None and spec.num_classes != num_classes:
+        raise CheckpointError(
+            f"declared num_classes={spec.num_classes}, but the model returns {num_classes} logits; fix the "
+            "declaration or upload the matching checkpoint."
+        )
+    if spec.class_names is not None and len(spec.class_names) != num_classes:
+        raise CheckpointError(f"{len(spec.class_names)} class names were given for a model with {num_classes} classes.")
+    if not torch.isfinite(logits).all():
+        raise CheckpointError("the model returns NaN or infinite logits on a blank input; it cannot be audited.")
+    return LoadedModel(
+        module=module,
+        input_shape=shape,
+        num_classes=num_classes,
+        format=built.format,
+        sha256=sha256,
+        arch=built.arch,
+        class_names=spec.class_names,
+        notes=notes,
+    )
+
+
+def _check_finite(module: nn.Module) -> None:
+    tensors = list(module.named_parameters()) + list(module.named_buffers())
+    bad = [name for name, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+        raise CheckpointError(
+            f"{len(bad)} weight tensors contain NaN or infinite values ({', '.join(bad[:_SHOWN])}{more}); "
+            "the training run diverged or the file is corrupt, and such a model cannot be audited."
+        )
+
+
+def _normalised(module: nn.Module, spec: ModelSpec) -> nn.Module:
+    if spec.mean is None and spec.std is None:
+        return module
+    if spec.mean is None or spec.std is None or len(spec.mean) != len(spec.std):
+        raise CheckpointError("declare mean and std together, with one value per channel (or one for all).")
+    if any(s <= 0 for s in spec.std):
+        raise CheckpointError(f"std must be positive, got {spec.std}.")
+    channels = spec.input_shape[0] if spec.input_shape else None
+    if channels is not None and len(spec.mean) not in (1, channels):
+        raise CheckpointError(f"{len(spec.mean)} mean/std values were given for {channels} input channels.")
+    return PixelSpaceClassifier(module, spec.mean, spec.std)
+
+
+def _resolve_shape(built: Built, spec: ModelSpec) -> tuple[int, int, int] | None:
+    declared, recorded = spec.input_shape, built.input_shape
+    if declared is not None and recorded is not None and tuple(declared) != tuple(recorded):
+        raise CheckpointError(
+            f"declared input shape {tuple(declared)}, but the checkpoint records {tuple(recorded)}; "
+            "fix the declaration or omit it."
+        )
+    shape = declared or recorded
+    if shape is not None and (len(shape) != 3 or any(int(d) < 1 for d in shape)):
+        raise CheckpointError(f"input shape must be three positive numbers (C, H, W), got {shape}.")
+    return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
+
+
+def _dry_run(module: nn.Module, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros((1, *shape), device=device))
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(
+            f"the model rejects an input of shape (1, {', '.join(map(str, shape))}): "
+            f"{_first_line(exc)}. Declare the (C, H, W) the model was trained on."
+        ) from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {list(out.shape)}"
+        raise CheckpointError(
+            f"the model returns {kind} for one image; expected logits of shape (1, num_classes). "
+            "Export the classifier whose forward returns only the logits."
+        )
+    return out
+
+
+def _trial_shape(module: nn.Module, built: Built, device: torch.device) -> tuple[tuple[int, int, int], torch.Tensor]:
+    channels = [built.in_channels] if built.in_channels else [3, 1]
+    errors = []
+    for c in channels:
+        for size in _TRIAL_SIZES.get(c, (32, 224)):
+            try:
+                return (c, size, size), _dry_run(module, (c, size, size), device)
+            except CheckpointError as exc:
+                errors.append(str(exc))
+    raise CheckpointError(
+        "the checkpoint does not record its input shape and none of the usual sizes works; declare it as "
+        f"(C, H, W). Last attempt: {errors[-1] if errors else 'none'}"
+    )
+
+
+def first_conv_channels(module: nn.Module) -> int | None:
+    """Input channels of the first 4-D weight, a hint for formats that do not record the input shape."""
+    for _, parameter in module.named_parameters():
+        if parameter.dim() == 4:
+            return int(parameter.shape[1])
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

@@ -1,0 +1,117 @@
+"""Safety checks for torch's own archives: ``torch.save`` zips, legacy pickles and TorchScript.
+
+Each check looks at the same bytes torch will read, before torch reads them: every pickle member is
+scanned for disallowed globals (pickle_scan), every tensor storage a pickle names must exist and hold
+the bytes it claims, and TorchScript code is searched for the few builtin ops that touch files.
+"""
+
+from __future__ import annotations
+
+import re
+
+from worker.loading.archive import Archive
+from worker.loading.pickle_scan import (
+    TENSOR_GLOBALS,
+    TORCHSCRIPT_CLASS_PREFIX,
+    TORCHSCRIPT_GLOBALS,
+    PickleReport,
+    scan_pickle,
+    scan_pickle_stream,
+)
+from worker.loading.types import CheckpointError
+
+MAX_PICKLE_BYTES = 256 * 2**20  # a pickle describes tensors; their bytes live in separate members
+MAX_CODE_BYTES = 64 * 2**20
+_LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage keys (torch/serialization.py)
+
+# TorchScript code runs in the TorchScript interpreter, which has no Python builtins or imports; what it
+# can reach is the registered operator set. These builtins read or write files, so code naming them is
+# refused; operators from namespaces other than aten/prim come from extension libraries.
+_FILE_OPS = re.compile(r"\.(from_file|save|load|_load_for_mobile|_pickle_save|_pickle_load_obj)\s*\(")
+_OP_NAMESPACE = re.compile(r"\bops\.(\w+)\.")
+_ALLOWED_OP_NAMESPACES = {"aten", "prim"}
+_TORCHSCRIPT_STORAGE_FOLDERS = {"data.pkl": "data/", "constants.pkl": "constants/"}
+
+
+def is_torchscript(archive: Archive) -> bool:
+    return "data.pkl" in archive.members and any(name.startswith("code/") for name in archive.members)
+
+
+def scan_state_dict_zip(archive: Archive) -> PickleReport:
+    """A ``torch.save`` zip: ``data.pkl`` plus one raw member per storage under ``data/``."""
+    if "data.pkl" not in archive.members:
+        raise CheckpointError(
+            f"{archive.where} is a zip archive without `data.pkl`, so it is not a torch.save checkpoint."
+        )
+    report = _scan_member(archive, "data.pkl", TENSOR_GLOBALS, ())
+    _check_storages(archive, report, "data/")
+    return report
+
+
+def scan_torchscript(archive: Archive) -> None:
+    """A TorchScript archive: pickles (module state, constants, debug info) plus TorchScript code."""
+    for name in archive.names():
+        if name.endswith("pkl"):
+            report = _scan_member(archive, name, TORCHSCRIPT_GLOBALS, (TORCHSCRIPT_CLASS_PREFIX,))
+            if name in _TORCHSCRIPT_STORAGE_FOLDERS:  # traced_inputs.pkl names empty records; jit.load skips it
+                _check_storages(archive, report, _TORCHSCRIPT_STORAGE_FOLDERS[name])
+        elif name.startswith("code/") and name.endswith(".py"):
+            _scan_code(archive, name)
+
+
+def scan_legacy_pickle(data: bytes) -> None:
+    """torch.save's pre-1.6 format: several pickles back to back, then raw storage bytes."""
+    scan_pickle_stream(data, where="the pickle", allowed=TENSOR_GLOBALS, max_pickles=_LEGACY_PICKLES)
+
+
+def _scan_member(
+    archive: Archive, name: str, allowed: frozenset[str], allowed_prefixes: tuple[str, ...]
+) -> PickleReport:
+    if archive.size(name) > MAX_PICKLE_BYTES:
+        raise CheckpointError(
+            f"{archive.where}: the pickle `{name}` is {archive.size(name)} bytes; at most {MAX_PICKLE_BYTES} "
+            "are accepted."
+        )
+    return scan_pickle(
+        archive.read(name),
+        where=f"the pickle `{archive.prefix}{name}`",
+        allowed=allowed,
+        allowed_prefixes=allowed_prefixes,
+    )
+
+
+def _check_storages(archive: Archive, report: PickleReport, folder: str) -> None:
+    """Every storage a pickle names must exist and hold at least the bytes it claims."""
+    for ref in report.storages:
+        member = f"{folder}{ref.key}"
+        if member not in archive.members:
+            raise CheckpointError(
+                f"{archive.where}: a tensor refers to storage `{member}`, which the archive does not contain; "
+                "the file is truncated or tampered."
+            )
+        if archive.size(member) < ref.nbytes:
+            raise CheckpointError(
+                f"{archive.where}: storage `{member}` claims {ref.numel} elements of {ref.storage_type} "
+                f"({ref.nbytes} bytes) but holds {archive.size(member)} bytes; refused before allocating "
+                "(tampered file)."
+            )
+
+
+def _scan_code(archive: Archive, name: str) -> None:
+    if archive.size(name) > MAX_CODE_BYTES:
+        raise CheckpointError(f"{archive.where}: TorchScript code `{name}` is larger than {MAX_CODE_BYTES} bytes.")
+    try:
+        code = archive.read(name).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CheckpointError(f"{archive.where}: TorchScript code `{name}` is not UTF-8 text.") from exc
+    if match := _FILE_OPS.search(code):
+        raise CheckpointError(
+            f"{archive.where}: TorchScript code `{name}` calls `{match.group(1)}`, an operator that reads or "
+            "writes files; a classifier has no need for it, so the archive is refused."
+        )
+    for namespace in _OP_NAMESPACE.findall(code):
+        if namespace not in _ALLOWED_OP_NAMESPACES:
+            raise CheckpointError(
+                f"{archive.where}: TorchScript code `{name}` calls operators from `torch.ops.{namespace}`, "
+                "which need a native extension library; only built-in aten/prim operators are accepted."
+            )
