@@ -1,0 +1,158 @@
+"""Train one clean or backdoored classifier, deterministically for a seed, on CPU-sized budgets.
+
+The zoo builder calls this once per model. What it returns is measured the way the benchmark needs
+it: clean accuracy on the clean test set and attack success on the test images that are *not* of
+the target class, stamped with the trigger (a target image classified as the target proves nothing).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from worker.zoo.attacks import Attack, poison
+
+
+class PixelNormalise(nn.Module):
+    """Wraps a net that expects normalised inputs so that the wrapper takes pixels in [0, 1].
+
+    Checkpoints store the inner net with their declared mean/std (DESIGN.md section 5); the audit
+    folds the same normalisation back in, so training through this wrapper matches what is audited.
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.net = net
+        self.mean: Tensor
+        self.std: Tensor
+        self.register_buffer("mean", torch.tensor(list(mean)).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std)).reshape(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net((x - self.mean) / self.std)
+
+
+@dataclass
+class TrainedModel:
+    """A trained classifier and how well it does its two jobs.
+
+    ``model`` takes pixels in [0, 1] (eval mode, CPU); ``net`` is the architecture's own module, the
+    one whose state_dict is saved (the same object as ``model`` when no normalisation was declared).
+    ``attack_success`` is the smallest success over the planted triggers (None for a clean model);
+    ``attack_successes`` lists each trigger's.
+    """
+
+    model: nn.Module
+    net: nn.Module
+    clean_accuracy: float
+    attack_success: float | None
+    attack_successes: tuple[float, ...]
+    seconds: float
+    poisoned_count: int
+
+
+def build_net(arch: str, num_classes: int, in_channels: int) -> nn.Module:
+    """An untrained net by registry name (``worker.loading.registry`` once it exists, else ``worker.nets``)."""
+    try:
+        from worker.loading.registry import build
+    except ImportError:  # the loading package lands in parallel; the project's own nets suffice until then
+        from worker import nets
+
+        builders = {
+            "small_cnn": nets.SmallCNN,
+            "lenet5": nets.LeNet5,
+            "small_resnet": nets.SmallResNet,
+            "preact_resnet18": nets.PreActResNet18,
+        }
+        if arch not in builders:
+            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(builders))}") from None
+        return builders[arch](num_classes=num_classes, in_channels=in_channels)
+    return build(arch, num_classes=num_classes, in_channels=in_channels)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
+    """Top-1 accuracy of ``model`` (already in eval mode) on the given images."""
+    correct = 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size])
+        correct += int((logits.argmax(1) == labels[start : start + batch_size]).sum())
+    return correct / max(len(images), 1)
+
+
+def attack_success_rate(model: nn.Module, images: Tensor, labels: Tensor, attack: Attack) -> float:
+    """Fraction of non-target test images that the trigger sends to the target class."""
+    keep = labels != attack.target_class
+    stamped = attack.apply(images[keep])
+    return accuracy(model, stamped, torch.full((len(stamped),), attack.target_class, dtype=torch.long))
+
+
+def train_classifier(
+    arch_name_or_module: str | nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    attack: Attack | Sequence[Attack] | None = None,
+    poison_rate: float = 0.1,
+    epochs: int = 2,
+    batch_size: int = 128,
+    lr: float = 1e-2,
+    seed: int = 0,
+    test: tuple[Tensor, Tensor],
+    num_classes: int = 10,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> TrainedModel:
+    """Train with Adam on (images, labels), poisoned by ``attack`` at ``poison_rate`` each, and measure it.
+
+    Several attacks (a multi-target backdoor) each poison ``poison_rate`` of the data, on disjoint
+    samples. Same seed, same data and same thread count give the same weights. ``mean``/``std``
+    declare the net's input normalisation (see ``PixelNormalise``).
+    """
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    attacks: list[Attack] = [] if attack is None else [attack] if not isinstance(attack, Sequence) else list(attack)
+
+    taken = torch.zeros(len(labels), dtype=torch.bool)
+    for each in attacks:
+        images, labels, chosen = poison(images, labels, each, poison_rate, generator, exclude=taken)
+        taken[chosen] = True
+
+    net = (
+        build_net(arch_name_or_module, num_classes, images.shape[1])
+        if isinstance(arch_name_or_module, str)
+        else (arch_name_or_module)
+    )
+    model: nn.Module = PixelNormalise(net, mean, std) if mean is not None and std is not None else net
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * ((len(images) + batch_size - 1) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=max(steps, 1))
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator)
+        for start in range(0, len(images), batch_size):
+            batch = order[start : start + batch_size]
+            optimiser.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(images[batch]), labels[batch])
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+    model.eval()
+
+    test_images, test_labels = test
+    successes = tuple(attack_success_rate(model, test_images, test_labels, each) for each in attacks)
+    return TrainedModel(
+        model=model,
+        net=net,
+        clean_accuracy=accuracy(model, test_images, test_labels),
+        attack_success=min(successes) if successes else None,
+        attack_successes=successes,
+        seconds=time.perf_counter() - started,
+        poisoned_count=int(taken.sum()),
+    )
