@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "serve": "serve",
     "keys": "keys",
     "migrate": "migrate",
+    "archs": "archs",
 }
 
 
