@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from worker.loading import load_checkpoint
+from worker.audit import resolve_device
+from worker.loading.loader import load_checkpoint
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
 _device: torch.device | None = None
@@ -24,14 +25,7 @@ def device(setting: str = "auto") -> torch.device:
     """The device this process audits on: ``setting`` ("auto", "cpu", "cuda", "cuda:1"), chosen once."""
     global _device
     if _device is None:
-        if setting == "auto":
-            _device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        else:
-            _device = torch.device(setting)
-            if _device.type == "cuda" and not torch.cuda.is_available():
-                raise RuntimeError(
-                    f"DEVICE={setting} but this worker sees no CUDA device; set DEVICE=auto or cpu"
-                )
+        _device = resolve_device(setting)
     return _device
 
 

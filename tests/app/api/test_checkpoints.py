@@ -1,0 +1,151 @@
+import io
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from safetensors.torch import save_file
+
+from app.core.settings import Settings
+from worker.nets import SmallCNN
+
+FORM = {"input_shape": "1,28,28", "num_classes": "10", "arch": "small_cnn", "name": "tiny"}
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """An untrained SmallCNN as safetensors (about 250 kB): real intake, no training."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_file(SmallCNN().state_dict(), str(path))
+    return path.read_bytes()
+
+
+def _upload(client: TestClient, headers: dict[str, str], data: bytes, **fields: str) -> Any:
+    form = {**FORM, **fields}
+    return client.post(
+        "/api/v1/checkpoints",
+        data=form,
+        files={"file": ("m.safetensors", data, "application/octet-stream")},
+        headers=headers,
+    )
+
+
+def _stored_files(settings: Settings) -> list[Path]:
+    return [p for p in settings.storage_root.rglob("*") if p.is_file()]
+
+
+def test_upload_then_same_bytes_again_returns_the_existing_checkpoint(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    other_team: dict[str, Any],
+    tiny_checkpoint: bytes,
+) -> None:
+    first = _upload(client, team["headers"], tiny_checkpoint, class_names='["a","b","c","d","e","f","g","h","i","j"]')
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["format"] == "safetensors" and body["num_classes"] == 10 and body["input_shape"] == [1, 28, 28]
+    assert body["size_bytes"] == len(tiny_checkpoint) and body["class_names"][9] == "j"
+    again = _upload(client, team["headers"], tiny_checkpoint, name="renamed")
+    assert again.status_code == 200 and again.json()["id"] == body["id"] and again.json()["name"] == "tiny"
+    theirs = _upload(client, other_team["headers"], tiny_checkpoint)  # another team: its own row, same file
+    assert theirs.status_code == 201 and theirs.json()["id"] != body["id"]
+    assert [p.name for p in _stored_files(service_settings)] == [body["sha256"]]
+
+    listed = client.get("/api/v1/checkpoints", headers=team["headers"]).json()
+    assert listed["count"] == 1 and listed["data"][0]["id"] == body["id"]
+    assert client.get(f"/api/v1/checkpoints/{body['id']}", headers=team["headers"]).json()["sha256"] == body["sha256"]
+
+    assert client.delete(f"/api/v1/checkpoints/{body['id']}", headers=team["headers"]).status_code == 204
+    assert client.get(f"/api/v1/checkpoints/{body['id']}", headers=team["headers"]).status_code == 404
+    assert len(_stored_files(service_settings)) == 1  # the other team still has these bytes
+    assert client.delete(f"/api/v1/checkpoints/{theirs.json()['id']}", headers=other_team["headers"]).status_code == 204
+    assert _stored_files(service_settings) == []
+
+
+def test_delete_is_409_while_an_audit_is_unfinished(
+    client: TestClient, team: dict[str, Any], tiny_checkpoint: bytes
+) -> None:
+    checkpoint_id = _upload(client, team["headers"], tiny_checkpoint).json()["id"]
+    client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"])
+    response = client.delete(f"/api/v1/checkpoints/{checkpoint_id}", headers=team["headers"])
+    assert response.status_code == 409 and "still queued or running" in response.json()["detail"]
+
+
+def test_oversized_upload_is_413_and_nothing_is_stored(
+    client: TestClient, service_settings: Settings, team: dict[str, Any]
+) -> None:
+    too_big = os.urandom(service_settings.max_checkpoint_bytes + 1)
+    response = _upload(client, team["headers"], too_big)
+    assert response.status_code == 413 and "MAX_CHECKPOINT_BYTES" in response.json()["detail"]
+    assert _stored_files(service_settings) == []
+    assert client.get("/api/v1/checkpoints", headers=team["headers"]).json()["count"] == 0
+
+
+def test_oversized_chunked_upload_is_cut_off_mid_stream(
+    client: TestClient, service_settings: Settings, team: dict[str, Any]
+) -> None:
+    """A chunked body has no Content-Length to check up front: the limit holds on the bytes as they arrive."""
+    boundary = "xyz"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="input_shape"\r\n\r\n1,28,28\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="num_classes"\r\n\r\n10\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="m.pt"\r\n\r\n'
+    ).encode()
+
+    def body() -> Iterator[bytes]:
+        yield head
+        for _ in range(64):  # 4 MiB offered, 2 MiB allowed
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {**team["headers"], "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    response = client.post("/api/v1/checkpoints", content=body(), headers=headers)
+    assert response.status_code == 413
+    assert _stored_files(service_settings) == []
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo pwned > /tmp/backdoor-audit-pwned",))
+
+
+def test_hostile_pickle_is_422_naming_the_global_and_never_executed(
+    client: TestClient, service_settings: Settings, team: dict[str, Any]
+) -> None:
+    payload = io.BytesIO()
+    pickle.dump({"weight": _Exploit()}, payload)
+    response = _upload(client, team["headers"], payload.getvalue())
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith("checkpoint refused:") and "system" in detail
+    assert not Path("/tmp/backdoor-audit-pwned").exists()
+    assert _stored_files(service_settings) == []
+
+
+def test_declared_metadata_that_contradicts_the_weights_is_422(
+    client: TestClient, service_settings: Settings, team: dict[str, Any], tiny_checkpoint: bytes
+) -> None:
+    response = _upload(client, team["headers"], tiny_checkpoint, num_classes="7")
+    assert response.status_code == 422 and "num_classes=7" in response.json()["detail"]
+    assert _stored_files(service_settings) == []
+
+
+def test_bad_requests_say_what_is_missing(client: TestClient, team: dict[str, Any], tiny_checkpoint: bytes) -> None:
+    as_json = client.post("/api/v1/checkpoints", json={"file": "x"}, headers=team["headers"])
+    assert as_json.status_code == 415 and "multipart/form-data" in as_json.json()["detail"]
+    no_file = client.post("/api/v1/checkpoints", data=FORM, files={"note": ("n.txt", b"x")}, headers=team["headers"])
+    assert no_file.status_code == 422 and "'file'" in no_file.json()["detail"]
+    missing = client.post(
+        "/api/v1/checkpoints",
+        data={"input_shape": "1,28,28"},
+        files={"file": ("m.safetensors", tiny_checkpoint)},
+        headers=team["headers"],
+    )
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["num_classes"]
+    bad_shape = _upload(client, team["headers"], tiny_checkpoint, input_shape="28,28")
+    assert bad_shape.status_code == 422 and bad_shape.json()["detail"][0]["loc"] == ["input_shape"]
+    assert client.post("/api/v1/checkpoints", data=FORM, files={"file": ("m", tiny_checkpoint)}).status_code == 401
