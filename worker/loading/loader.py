@@ -61,9 +61,8 @@ def _from_weights(weights: Weights, spec: ModelSpec, arch: str | None, fmt: str)
         raise CheckpointError(
             f"declared {declared_channels} input channels, but the weights' first layer takes {in_channels}."
         )
-    num_classes = num_classes or spec.num_classes
-    if num_classes is None:
-        raise CheckpointError(f"cannot tell the number of classes from the weights of {arch!r}; declare it.")
+    # when no weight reveals a size, the head is missing and load_into reports it with the other keys
+    num_classes = num_classes or spec.num_classes or 10
     channels = in_channels or declared_channels or 3
     model = registry.build(arch, num_classes=num_classes, in_channels=channels)
     notes = weights.notes + load_into(model, weights, arch)

@@ -147,14 +147,14 @@ def _mismatch_report(
         )
         if items
     ]
-    matched = expected - len(missing)
-    if unexpected and not missing:
-        cause = "the file holds extra tensors (e.g. an EMA copy or auxiliary heads); save only model.state_dict()"
-    elif matched < expected // 2:
+    matched = expected - len(missing) - len(wrong_shape)
+    if matched < expected // 2:
         cause = (
             f"the weights look like a different architecture than {arch!r}; check --arch against the "
             "training code (`backdoor-audit archs` lists the choices)"
         )
+    elif unexpected and not missing:
+        cause = "the file holds extra tensors (e.g. an EMA copy or auxiliary heads); save only model.state_dict()"
     elif wrong_shape:
         cause = "a layer has a different size: check --num-classes and the input channels"
     else:
