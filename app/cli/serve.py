@@ -84,10 +84,19 @@ def worker_command() -> list[str]:
     ]  # fmt: skip
 
 
+def _die_with_parent() -> None:
+    """In the worker child: get SIGTERM if serve dies, even by SIGKILL (Linux), instead of living on."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     env = dict(os.environ, BACKDOOR_AUDIT_DATA_DIR=str(settings.data_dir))
     # its own session: a terminal's Ctrl-C reaches serve only, which then stops the worker in order
-    return subprocess.Popen(worker_command(), env=env, start_new_session=True)
+    return subprocess.Popen(worker_command(), env=env, start_new_session=True, preexec_fn=_die_with_parent)
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
@@ -139,6 +148,10 @@ def run(args: argparse.Namespace) -> int:
             server.should_exit = True
 
     threading.Thread(target=watch_worker, daemon=True).start()
+    # uvicorn re-raises the signal that stopped it once it is done; with these (no-op) handlers in place
+    # that returns here, so the worker is stopped below instead of the process dying with it running
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     finally:
