@@ -37,7 +37,11 @@ def _save(fmt: str, model: torch.nn.Module, path: Path) -> ModelSpec:
         elif fmt == "onnx":
             # SmallCNN's adaptive pool exports only at 32x32 (output size a factor of the input)
             torch.onnx.export(model, (torch.zeros(1, 1, 32, 32),), path, dynamo=False)
-    return ModelSpec(arch="small_cnn") if fmt in ("state_dict", "legacy_state_dict", "wrapped", "safetensors") else ModelSpec()
+    return (
+        ModelSpec(arch="small_cnn")
+        if fmt in ("state_dict", "legacy_state_dict", "wrapped", "safetensors")
+        else ModelSpec()
+    )
 
 
 FORMATS = {
