@@ -40,3 +40,21 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment without any deployment setting, plus ``overrides``."""
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_VARIABLES and not k.startswith("BACKDOOR_AUDIT_")}
+    env.update(overrides)
+    return env
+
+
+DEPLOYMENT_VARIABLES = {"DATABASE_URL", "BROKER_URL", "STORAGE_DIR", "RESULT_BACKEND"}
