@@ -37,7 +37,7 @@ def spec_from_dict(spec: dict[str, Any]) -> ModelSpec:
 
     shape = as_tuple(spec.get("input_shape"))
     return ModelSpec(
-        input_shape=shape,  # type: ignore[arg-type]  # validated to three ints by the API
+        input_shape=shape,  # validated to three ints by the API
         num_classes=spec.get("num_classes"),
         arch=spec.get("arch"),
         mean=as_tuple(spec.get("mean")),

@@ -69,7 +69,7 @@ def _user_message(exc: BaseException) -> str | None:
     return None
 
 
-class AuditTask(Task):  # type: ignore[misc]
+class AuditTask(Task):
     """Base of every audit task: retries transient errors, turns any final failure into a failed audit."""
 
     autoretry_for = TRANSIENT_ERRORS
