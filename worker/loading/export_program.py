@@ -4,11 +4,12 @@
 pickled weights and constants go through ``torch.load(weights_only=False)`` and ``pickle.loads``; sample
 inputs fall back to ``weights_only=False``; node targets are resolved by ``getattr`` chains from the
 ``torch`` module (``torch.os.system`` resolves); symbolic shape strings go through ``sympy.sympify``,
-which evaluates Python; ``guards_code`` strings are ``exec``-ed by ``ExportedProgram.module()``; and an
-``data/aotinductor`` folder holds native code. So an archive is accepted only when every one of those
-paths is closed: nested pickles pass the pickle scan, constants are plain tensors, node targets are
-aten or ``operator`` functions, shape strings use a tiny arithmetic grammar, guards are empty and no
-native code is present.
+which evaluates Python; ``guards_code`` strings are ``exec``-ed when the module first runs; and a
+``data/aotinductor`` folder holds native code. (The sympify and guards_code payloads were seen to run
+under plain torch.export.load; the tests keep both refused.) So an archive is accepted only when
+every one of those paths is closed: nested pickles pass the pickle scan, constants are plain tensors,
+node targets are aten or ``operator`` functions, shape strings use a tiny arithmetic grammar, guards
+are empty and no native code is present.
 """
 
 from __future__ import annotations
@@ -38,12 +39,17 @@ _OPERATOR_FUNCTIONS = {
 }  # fmt: skip
 _ATEN_TARGET = re.compile(r"^torch\.ops\.aten\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_EXPR_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+(?:\.\d+)?(?:e-?\d+)?)|([-+*/%(),<>=!&|~^]))")
+_EXPR_TOKEN = re.compile(
+    r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|'([A-Za-z0-9_]*)'|(\d+(?:\.\d+)?(?:e-?\d+)?)|([-+*/%(),<>=!&|~^]))"
+)
 _SYMBOL = re.compile(r"^[a-z]{1,2}\d+$")  # s0, u3, ps12: shape symbols torch writes
 _SYMPY_NAMES = {
     "Mod", "FloorDiv", "CleanDiv", "CeilDiv", "Max", "Min", "Abs", "floor", "ceiling", "PythonMod",
     "TruncToInt", "IntTrueDiv", "FloatTrueDiv", "ToFloat", "PowByNatural", "FloatPow", "Eq", "Ne",
     "Ge", "Gt", "Le", "Lt", "And", "Or", "Not", "oo", "True", "False", "sqrt",
+    # torch writes sympy's srepr, e.g. "Symbol('s77', positive=True, integer=True)"
+    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "positive", "negative", "nonnegative",
+    "integer", "real", "finite", "nonzero", "zero", "even", "odd",
 }  # fmt: skip
 
 
@@ -166,7 +172,9 @@ def _check_expression(archive: Archive, expr: object) -> None:
         match = _EXPR_TOKEN.match(expr, position)
         if match is None or match.end() == position:
             raise CheckpointError(f"{archive.where}: symbolic shape expression {expr[:80]!r} is not arithmetic.")
-        word = match.group(1)
+        word, quoted = match.group(1), match.group(2)
+        if quoted is not None and not _SYMBOL.match(quoted):
+            raise CheckpointError(f"{archive.where}: symbolic shape expression {expr[:80]!r} quotes {quoted!r}.")
         if word is not None and not (_SYMBOL.match(word) or word in _SYMPY_NAMES):
             raise CheckpointError(f"{archive.where}: symbolic shape expression {expr[:80]!r} names `{word}`; refused.")
         position = match.end()

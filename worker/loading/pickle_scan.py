@@ -128,10 +128,14 @@ def _refuse_global(name: str, where: str) -> CheckpointError:
 
 
 def _storage_ref(pid: object, where: str) -> StorageRef | None:
-    """Decode torch's ('storage', storage_type, key, location, numel) persistent id."""
-    if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+    """Decode torch's ('storage', storage_type, key, location, numel[, view_metadata]) persistent id.
+
+    The zip format writes five fields; the legacy format adds a sixth, and its loader allocates
+    ``numel`` elements before reading any byte, so the claim has to be checked first.
+    """
+    if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
         return None
-    _, storage_type, key, _location, numel = pid
+    _, storage_type, key, _location, numel = pid[:5]
     if not (isinstance(storage_type, _Global) and isinstance(key, str) and isinstance(numel, int)):
         raise CheckpointError(f"{where} has a malformed tensor storage reference; the file is corrupt.")
     if storage_type.name not in STORAGE_ITEMSIZE:

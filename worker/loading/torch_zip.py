@@ -60,8 +60,18 @@ def scan_torchscript(archive: Archive) -> None:
 
 
 def scan_legacy_pickle(data: bytes) -> None:
-    """torch.save's pre-1.6 format: several pickles back to back, then raw storage bytes."""
-    scan_pickle_stream(data, where="the pickle", allowed=TENSOR_GLOBALS, max_pickles=_LEGACY_PICKLES)
+    """torch.save's pre-1.6 format: several pickles back to back, then raw storage bytes.
+
+    Its loader allocates every storage at the size the pickle claims, so the claims together must fit
+    in the file.
+    """
+    reports = scan_pickle_stream(data, where="the pickle", allowed=TENSOR_GLOBALS, max_pickles=_LEGACY_PICKLES)
+    claimed = {ref.key: ref.nbytes for report in reports for ref in report.storages}
+    if sum(claimed.values()) > len(data):
+        raise CheckpointError(
+            f"the checkpoint's tensors claim {sum(claimed.values())} bytes but the file has {len(data)}; "
+            "refused before allocating (truncated or tampered file)."
+        )
 
 
 def _scan_member(

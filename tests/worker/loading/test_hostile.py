@@ -357,3 +357,41 @@ def test_onnx_with_an_unsupported_op_names_it(tmp_path: Path) -> None:
     path.write_bytes(helper.make_model(graph).SerializeToString())
     with pytest.raises(CheckpointError, match="cannot turn into a differentiable module: TopK"):
         inspect_checkpoint(path)
+
+
+def _dynamic_export_bytes(model: torch.nn.Module) -> bytes:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(model, (torch.zeros(2, 1, 28, 28),), dynamic_shapes={"x": {0: batch}})
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def test_export_shape_expression_that_runs_python_is_refused(
+    tiny_model: torch.nn.Module, canary: Path, tmp_path: Path
+) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(data := _dynamic_export_bytes(tiny_model)))
+    name = next(n for n in archive.namelist() if n.endswith("models/model.json"))
+    text = archive.read(name).decode()
+    symbol = "Symbol('s77', positive=True, integer=True)"
+    assert symbol in text  # what torch writes today; the payload rides on it
+    hostile = text.replace(symbol, f"__import__('os').system('touch {canary}') + {symbol}")
+    path = tmp_path / "model.pt2"
+    path.write_bytes(replace_member(data, "models/model.json", hostile.encode()))
+    with pytest.raises(CheckpointError, match="names `__import__`"):
+        load_checkpoint(path)
+
+
+def test_legacy_pickle_claiming_more_storage_than_the_file_is_refused(tmp_path: Path) -> None:
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: object) -> object:
+            return ("storage", torch.FloatStorage, "0", "cpu", 10**12, None) if isinstance(obj, _Storage) else None
+
+    buffer = io.BytesIO()
+    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001}):
+        pickle.dump(header, buffer, protocol=2)
+    Pickler(buffer, protocol=2).dump({"w": _ClaimingTensor((4,))})
+    path = tmp_path / "model.pt"
+    path.write_bytes(buffer.getvalue())
+    with pytest.raises(CheckpointError, match="claim 4000000000000 bytes"):
+        load_checkpoint(path, ModelSpec(arch="small_cnn"))

@@ -134,3 +134,15 @@ def test_state_dict_without_arch_asks_for_one(tiny_model: torch.nn.Module, tmp_p
     save_file(tiny_model.state_dict(), path)
     with pytest.raises(CheckpointError, match="--arch"):
         load_checkpoint(path)
+
+
+def test_export_with_a_dynamic_batch_runs_batched(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(tiny_model, (torch.zeros(2, *INPUT_SHAPE),), dynamic_shapes={"x": {0: batch}})
+    path = tmp_path / "model.pt2"
+    torch.export.save(program, path)
+    loaded = load_checkpoint(path)
+    x = torch.rand(6, *INPUT_SHAPE)
+    assert loaded.input_shape == INPUT_SHAPE
+    assert not any("sample by sample" in note for note in loaded.notes)
+    assert torch.allclose(loaded.module(x), tiny_model(x), atol=ATOL)
