@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worker.loading.registry import build
 from worker.zoo.attacks import Attack, poison
 
 
@@ -54,25 +55,6 @@ class TrainedModel:
     attack_successes: tuple[float, ...]
     seconds: float
     poisoned_count: int
-
-
-def build_net(arch: str, num_classes: int, in_channels: int) -> nn.Module:
-    """An untrained net by registry name (``worker.loading.registry`` once it exists, else ``worker.nets``)."""
-    try:
-        from worker.loading.registry import build
-    except ImportError:  # the loading package lands in parallel; the project's own nets suffice until then
-        from worker import nets
-
-        builders = {
-            "small_cnn": nets.SmallCNN,
-            "lenet5": nets.LeNet5,
-            "small_resnet": nets.SmallResNet,
-            "preact_resnet18": nets.PreActResNet18,
-        }
-        if arch not in builders:
-            raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(builders))}") from None
-        return builders[arch](num_classes=num_classes, in_channels=in_channels)
-    return build(arch, num_classes=num_classes, in_channels=in_channels)
 
 
 @torch.no_grad()
@@ -125,7 +107,7 @@ def train_classifier(
         taken[chosen] = True
 
     net = (
-        build_net(arch_name_or_module, num_classes, images.shape[1])
+        build(arch_name_or_module, num_classes=num_classes, in_channels=images.shape[1])
         if isinstance(arch_name_or_module, str)
         else (arch_name_or_module)
     )

@@ -1,0 +1,49 @@
+"""Neural Cleanse: it needs clean images, finds the small trigger, and scores it with the MAD index."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel, region_images
+from worker.detectors.base import DetectorInputError
+from worker.detectors.neural_cleanse import NeuralCleanse, small_side_anomaly_index
+
+
+def fast() -> NeuralCleanse:
+    return NeuralCleanse(steps=150, batch_size=8)
+
+
+def test_anomaly_index_by_hand() -> None:
+    norms = torch.tensor([10.0, 12.0, 14.0, 16.0, 2.0])
+    # median 12, |x - 12| = [2, 0, 2, 4, 10] -> MAD 2 -> sigma 2.9652
+    index = small_side_anomaly_index(norms)
+    assert index.tolist() == pytest.approx([2 / 2.9652, 0.0, -2 / 2.9652, -4 / 2.9652, 10 / 2.9652], rel=1e-4)
+
+
+def test_refuses_without_clean_images_and_says_what_to_pass(clean_model: RegionModel) -> None:
+    with pytest.raises(DetectorInputError, match="clean images"):
+        NeuralCleanse().detect(clean_model, INPUT_SHAPE, NUM_CLASSES)
+    with pytest.raises(DetectorInputError, match="shaped"):
+        NeuralCleanse().detect(clean_model, INPUT_SHAPE, NUM_CLASSES, clean_images=torch.rand(4, 1, 8, 8))
+
+
+def test_backdoor_target_needs_the_smallest_mask_and_is_flagged(backdoored_model: RegionModel) -> None:
+    images, _ = region_images(40)
+    backdoored_model.train()
+    detection = fast().detect(backdoored_model, INPUT_SHAPE, NUM_CLASSES, clean_images=images)
+    norms = detection.details["mask_l1"]
+    assert detection.suspected_classes[0] == 7
+    assert norms[7] < 0.6 * min(n for k, n in enumerate(norms) if k != 7), norms
+    assert detection.verdict != "clean" and detection.details["anomaly_index"] > 2
+    assert backdoored_model.training and backdoored_model.scale.grad is None
+
+
+def test_clean_model_has_a_weaker_outlier_than_the_backdoored_one(
+    clean_model: RegionModel, backdoored_model: RegionModel
+) -> None:
+    images, _ = region_images(40)
+    clean = fast().detect(clean_model, INPUT_SHAPE, NUM_CLASSES, clean_images=images)
+    backdoored = fast().detect(backdoored_model, INPUT_SHAPE, NUM_CLASSES, clean_images=images)
+    assert clean.details["anomaly_index"] < backdoored.details["anomaly_index"] / 2
+    assert clean.probability < backdoored.probability

@@ -1,0 +1,1 @@
+"""Backdoor detectors behind one interface: our method and the baselines (MM-BD, Neural Cleanse)."""
