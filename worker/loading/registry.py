@@ -9,6 +9,7 @@ The library families are registered on first use, because importing them costs a
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ class Architecture:
 
 _ARCHITECTURES: dict[str, Architecture] = {}
 _LOADED_FAMILIES: set[str] = set()
+_LOADING = threading.Lock()  # the API validates uploads from a thread pool
 
 
 def register(name: str, *, family: str = "project", default_size: int | None = None) -> Callable[[Factory], Factory]:
@@ -84,12 +86,11 @@ for _name, _net in (
 
 
 def _load_library_families() -> None:
-    if "torchvision" not in _LOADED_FAMILIES:
-        _LOADED_FAMILIES.add("torchvision")
-        _register_torchvision()
-    if "timm" not in _LOADED_FAMILIES:
-        _LOADED_FAMILIES.add("timm")
-        _register_timm()
+    with _LOADING:
+        for family, register_family in (("torchvision", _register_torchvision), ("timm", _register_timm)):
+            if family not in _LOADED_FAMILIES:
+                register_family()
+                _LOADED_FAMILIES.add(family)
 
 
 def _register_torchvision() -> None:

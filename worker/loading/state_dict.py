@@ -75,7 +75,12 @@ def match_names(weights: Weights, expected: set[str]) -> Weights:
 
 
 def _meta_shapes(arch: str, num_classes: int, in_channels: int) -> dict[str, torch.Size]:
-    with torch.device("meta"):
+    """Weight shapes without allocating weights; constructors that read their own tensors (torchvision's
+    RegNets) cannot run on the meta device and are built for real instead."""
+    try:
+        with torch.device("meta"):
+            model = registry.build(arch, num_classes=num_classes, in_channels=in_channels)
+    except NotImplementedError:
         model = registry.build(arch, num_classes=num_classes, in_channels=in_channels)
     return {k: v.shape for k, v in model.state_dict().items()}
 

@@ -395,3 +395,15 @@ def test_legacy_pickle_claiming_more_storage_than_the_file_is_refused(tmp_path: 
     path.write_bytes(buffer.getvalue())
     with pytest.raises(CheckpointError, match="claim 4000000000000 bytes"):
         load_checkpoint(path, ModelSpec(arch="small_cnn"))
+
+
+def test_scan_command_exits_2_on_a_hostile_checkpoint(
+    canary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.cli import main
+
+    data, _ = payloads(canary)["os.system via GLOBAL+REDUCE (protocol 0)"]
+    path = tmp_path / "model.pt"
+    path.write_bytes(replace_member(torch_zip_bytes({"w": torch.zeros(3)}), "/data.pkl", data))
+    assert main(["scan", str(path), "--arch", "small_cnn", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "imports `os.system`" in capsys.readouterr().err

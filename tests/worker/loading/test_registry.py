@@ -51,3 +51,18 @@ def test_archs_command_lists_families(capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["lenet5", "preact_resnet18", "small_cnn", "small_resnet"]
     assert all(line.split()[1] == "project" for line in lines)
+
+
+def test_loading_never_opens_a_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("checkpoint loading tried to use the network")
+
+    model = registry.build("mobilenet_v3_small", num_classes=3, in_channels=3).eval()
+    path = tmp_path / "model.pt"
+    torch.save(model.state_dict(), path)
+    monkeypatch.setattr(socket, "socket", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    loaded = load_checkpoint(path, ModelSpec(arch="mobilenet_v3_small", input_shape=(3, 64, 64)))
+    assert loaded.num_classes == 3
