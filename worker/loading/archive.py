@@ -34,6 +34,16 @@ class Archive:
     def size(self, name: str) -> int:
         return self.members[name].file_size
 
+    def head(self, name: str, count: int) -> bytes:
+        """The first ``count`` bytes of a member (enough to tell a nested zip from raw tensor bytes)."""
+        try:
+            with self.zip.open(self.members[name]) as stream:
+                return stream.read(count)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            raise CheckpointError(
+                f"{self.where}: member `{name}` cannot be read ({exc}); the archive is corrupt."
+            ) from exc
+
     def read(self, name: str) -> bytes:
         """One member's bytes, never more than its declared size (checked against the data and CRC)."""
         info = self.members[name]

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from worker.loading.archive import Archive, is_zip, open_archive
+from worker.loading.archive import ZIP_MAGIC, Archive, is_zip, open_archive
 from worker.loading.torch_zip import scan_state_dict_zip
 from worker.loading.types import CheckpointError
 
@@ -96,9 +96,8 @@ def _read_json(archive: Archive, name: str) -> dict[str, Any]:
 
 def _check_payload(archive: Archive, name: str, max_total: int) -> None:
     """Weights and sample inputs are raw tensor bytes or nested torch.save zips; scan the zips."""
-    data = archive.read(name)
-    if is_zip(data):
-        nested = open_archive(data, where=f"{archive.where} (member `{name}`)", max_total=max_total)
+    if is_zip(archive.head(name, len(ZIP_MAGIC))):
+        nested = open_archive(archive.read(name), where=f"{archive.where} (member `{name}`)", max_total=max_total)
         scan_state_dict_zip(nested)
     elif name.startswith("data/sample_inputs/"):
         raise CheckpointError(f"{archive.where}: sample inputs `{name}` are not a torch.save archive; refused.")
@@ -118,7 +117,7 @@ def _check_payload_config(archive: Archive, config_name: str, config: dict[str, 
                 f"{archive.where}: constant `{fqn}` is a pickled Python or TorchBind object, which torch "
                 "would unpickle without restriction; only tensor constants are accepted."
             )
-        if entry.get("use_pickle") and not is_zip(archive.read(f"{folder}{path_name}")):
+        if entry.get("use_pickle") and not is_zip(archive.head(f"{folder}{path_name}", len(ZIP_MAGIC))):
             raise CheckpointError(
                 f"{archive.where}: `{fqn}` is a raw pickle, which torch would load without restriction; refused."
             )

@@ -222,6 +222,13 @@ def _squeeze(args: list[Any], attrs: dict[str, Any]) -> torch.Tensor:
     return args[0].squeeze(tuple(_axes(args, attrs)))
 
 
+def _gather(args: list[Any], attrs: dict[str, Any]) -> torch.Tensor:
+    data, indices = args[0], args[1].long()
+    axis = attrs.get("axis", 0) % data.dim()
+    picked = torch.index_select(data, axis, indices.reshape(-1) % data.shape[axis])
+    return picked.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1 :]))
+
+
 def _flatten(args: list[Any], attrs: dict[str, Any]) -> torch.Tensor:
     x, axis = args[0], attrs.get("axis", 1)
     return x.reshape(math.prod(x.shape[:axis]), -1)
@@ -256,9 +263,7 @@ _OPS: dict[str, Op] = {
     "Transpose": lambda a, k: a[0].permute(*k["perm"]) if "perm" in k else a[0].permute(*reversed(range(a[0].dim()))),
     "Softmax": lambda a, k: torch.softmax(a[0], dim=k.get("axis", -1)),
     "Shape": lambda a, _: torch.tensor(a[0].shape, dtype=torch.int64),
-    "Gather": lambda a, k: torch.index_select(a[0], k.get("axis", 0), a[1].reshape(-1).long()).reshape(
-        *a[0].shape[: k.get("axis", 0)], *a[1].shape, *a[0].shape[k.get("axis", 0) + 1 :]
-    ),
+    "Gather": _gather,
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,
     "Constant": lambda a, _: None,  # folded into the module's constants at build time

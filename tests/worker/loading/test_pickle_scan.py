@@ -21,7 +21,13 @@ def _data_pkl(obj: object) -> bytes:
 def test_a_real_state_dict_passes_and_lists_its_storages() -> None:
     state = {"a": torch.zeros(3, 4), "b": torch.zeros(5, dtype=torch.int64)}
     report = scan_pickle(_data_pkl(state), where="t", allowed=TENSOR_GLOBALS)
-    assert "torch._utils._rebuild_tensor_v2" in report.calls
+    assert report.globals == {
+        "collections.OrderedDict",
+        "torch._utils._rebuild_tensor_v2",
+        "torch.FloatStorage",
+        "torch.LongStorage",
+    }
+    assert report.calls == {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2"}
     assert sorted((s.storage_type, s.numel, s.nbytes) for s in report.storages) == [
         ("torch.FloatStorage", 12, 48),
         ("torch.LongStorage", 5, 40),
