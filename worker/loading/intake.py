@@ -59,6 +59,17 @@ def read_checkpoint(path: str | Path, max_bytes: int) -> bytes:
 
 def inspect_bytes(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Intake:
     """Detect the format from the bytes and run that format's safety checks; raise CheckpointError."""
+    try:
+        return _inspect(data, max_bytes)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a parser choking on hostile input (RecursionError, MemoryError...)
+        raise CheckpointError(
+            f"the checkpoint could not be inspected ({type(exc).__name__}); it is corrupt or malformed."
+        ) from exc
+
+
+def _inspect(data: bytes, max_bytes: int) -> Intake:
     if not data:
         raise CheckpointError("the checkpoint is empty (0 bytes); upload the complete file.")
     digest = hashlib.sha256(data).hexdigest()

@@ -407,3 +407,11 @@ def test_scan_command_exits_2_on_a_hostile_checkpoint(
     path.write_bytes(replace_member(torch_zip_bytes({"w": torch.zeros(3)}), "/data.pkl", data))
     assert main(["scan", str(path), "--arch", "small_cnn", "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert "imports `os.system`" in capsys.readouterr().err
+
+
+def test_deeply_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
+    raw = b"{" + b'"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        inspect_checkpoint(path)
