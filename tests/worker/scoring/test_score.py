@@ -1,0 +1,106 @@
+"""Scoring on models with a known answer: a planted differentiable trigger path versus none."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from worker.saliency.config import SaliencyConfig
+from worker.saliency.engine import compute_class_maps
+from worker.scoring.config import ScoringConfig
+from worker.scoring.features import best_windows, energy, shared_hotspot, window_size
+from worker.scoring.score import score_audit
+from worker.scoring.verdict import anomaly_index, verdict_for
+
+SHAPE = (1, 12, 12)
+TARGET = 2
+
+
+class PlantedTrigger(nn.Module):
+    """A random linear classifier plus a steep trigger path: a bright 2x2 patch at the bottom-right
+    corner (x, y >= 10) adds a large logit to class TARGET, whatever the rest of the image is."""
+
+    def __init__(self, with_trigger: bool) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+        self.with_trigger = with_trigger
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x.flatten(1))
+        if self.with_trigger:
+            patch = x[:, 0, 10:12, 10:12].sum(dim=(1, 2))
+            bump = 40 * torch.sigmoid(4 * (patch - 3.0))
+            logits = logits + bump[:, None] * nn.functional.one_hot(torch.tensor(TARGET), 10)
+        return logits
+
+
+CONFIG = SaliencyConfig(iterations=60, refine_iterations=10, restarts=2, seeds_per_step=8, fidelity_seeds=32)
+
+
+def audit(with_trigger: bool):
+    model = PlantedTrigger(with_trigger)
+    maps = compute_class_maps(model, SHAPE, 10, CONFIG)
+    return score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2))
+
+
+def test_planted_trigger_is_found_with_its_location() -> None:
+    score = audit(with_trigger=True)
+    assert score.verdict in {"suspicious", "backdoored"}, score.probability
+    assert score.suspected_classes[0] == TARGET
+    target = score.classes[TARGET]
+    x0, y0, x1, y1 = target.trigger.bbox
+    assert x0 <= 10 and y0 <= 10 and x1 == 12 and y1 == 12, target.trigger.bbox
+    assert target.features["transfer_rate"] > 0.9
+    assert target.anomaly_index > 2.0 and target.suspected
+
+
+def test_model_without_trigger_is_clean() -> None:
+    score = audit(with_trigger=False)
+    assert score.verdict == "clean", (score.probability, [c.score for c in score.classes])
+    assert score.suspected_classes == [] and not any(c.suspected for c in score.classes)
+
+
+def test_anomaly_index_matches_hand_computation() -> None:
+    values = torch.tensor([1.0, 2.0, 3.0, 4.0, 10.0])
+    # median 3, absolute deviations [2, 1, 0, 1, 7] -> MAD 1
+    assert anomaly_index(values)[-1].item() == pytest.approx(7 / 1.4826, rel=1e-5)
+    assert anomaly_index(values)[2].item() == 0.0
+    flat = anomaly_index(torch.tensor([1.0, 1.0, 1.0, 1.01]), floor=0.01)
+    assert math.isfinite(flat[-1].item()) and flat[-1].item() == pytest.approx(0.01 / (1.4826 * 0.01))
+
+
+def test_best_window_and_shared_hotspot_find_a_planted_blob() -> None:
+    maps = torch.randn(3, 1, 10, 10) * 0.01
+    maps[0, 0, 6:9, 1:4] = 1.0  # class 0: bright 3x3 blob at x=1, y=6
+    maps[1, 0, 6:9, 1:4] = -0.5  # class 1 carries a dark blob at the same spot
+    pixel_energy = energy(maps)
+    windows, share = best_windows(pixel_energy, 3)
+    assert windows[0].bbox == (1, 6, 4, 9) and share[0] > 0.95
+    hotspot = shared_hotspot(pixel_energy, windows)
+    assert hotspot[0] > 0.4, "half the others' energy sits in class 0's window"
+    assert window_size(28, 28, 0.15) == 4 and window_size(4, 4, 0.1) == 2
+
+
+def test_verdict_thresholds() -> None:
+    config = ScoringConfig(suspicious_at=0.5, backdoored_at=0.8)
+    assert [verdict_for(p, config) for p in (0.1, 0.5, 0.79, 0.8)] == [
+        "clean",
+        "suspicious",
+        "suspicious",
+        "backdoored",
+    ]
+    with pytest.raises(ValueError, match="suspicious_at"):
+        ScoringConfig(suspicious_at=0.9, backdoored_at=0.8)
+
+
+def test_scoring_leaves_the_model_as_found_and_needs_every_class() -> None:
+    model = PlantedTrigger(with_trigger=True).train()
+    maps = compute_class_maps(model, SHAPE, 10, SaliencyConfig(iterations=3, refine_iterations=0, restarts=1))
+    score_audit(model, maps, SHAPE)
+    assert model.training
+    with pytest.raises(ValueError, match="one map per class"):
+        score_audit(model, maps[1:], SHAPE)
