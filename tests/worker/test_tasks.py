@@ -1,0 +1,122 @@
+"""The audit tasks run eagerly (in this process, no broker) on SQLite with a tiny untrained model.
+
+The real worker process, broker and chord are exercised in tests/integration; here the task logic:
+a whole audit, idempotent re-runs, and failures turned into messages a user can act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from app import crud
+from app.core.db import migrate_database, session_scope
+from app.core.settings import Settings, get_settings
+from app.core.storage import REPORT_FILE, Storage
+from app.models import AuditStatus
+from worker.celery_app import celery_app
+from worker.nets import SmallCNN
+from worker.tasks import compute_maps, finalize_audit, orchestrate_audit
+
+FAST = {"saliency": {"iterations": 10, "refine_iterations": 2, "restarts": 1, "seeds_per_step": 4, "fidelity_seeds": 8}}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    for name in ("DATABASE_URL", "BROKER_URL", "STORAGE_DIR", "RESULT_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BACKDOOR_AUDIT_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BACKDOOR_AUDIT_CLASS_GROUP_SIZE", "4")
+    monkeypatch.setenv("BACKDOOR_AUDIT_DEVICE", "cpu")
+    get_settings.cache_clear()
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", True)
+    # the app was configured at import, before this test's data dir existed: keep chord results in memory
+    monkeypatch.setitem(celery_app.conf, "result_backend", "cache+memory://")
+    settings = get_settings()
+    settings.ensure_dirs()
+    migrate_database(settings.database_url_resolved)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model: extra threads only contend on a shared CI machine
+    yield settings
+    torch.set_num_threads(threads)
+    get_settings.cache_clear()
+
+
+def _audit(settings: Settings, config: dict[str, object], *, store_file: bool = True) -> str:
+    torch.manual_seed(0)
+    path = settings.data_dir / "tiny.safetensors"
+    save_file(SmallCNN().state_dict(), str(path))
+    data = path.read_bytes()
+    sha256 = hashlib.sha256(data).hexdigest()
+    if store_file:
+        Storage(settings.storage_root).write_bytes(Storage.checkpoint_key(sha256), data)
+    facts = crud.CheckpointFacts(
+        sha256=sha256, size_bytes=len(data), format="safetensors", num_classes=10, input_shape=[1, 28, 28],
+        arch="small_cnn",
+    )  # fmt: skip
+    with session_scope(settings.database_url_resolved) as session:
+        team = crud.get_or_create_team(session=session, name="red")
+        checkpoint = crud.create_checkpoint(session=session, team_id=team.id, facts=facts)
+        return str(crud.create_audit(session=session, team_id=team.id, checkpoint=checkpoint, config=config).id)
+
+
+def _row(settings: Settings, audit_id: str) -> crud.Audit:
+    with session_scope(settings.database_url_resolved) as session:
+        audit = crud.get_audit_for_worker(session=session, audit_id=uuid.UUID(audit_id))
+        assert audit is not None
+        return audit
+
+
+def test_a_whole_audit_records_everything_and_redelivered_tasks_change_nothing(settings: Settings) -> None:
+    audit_id = _audit(settings, FAST)
+    orchestrate_audit.delay(audit_id)
+    audit = _row(settings, audit_id)
+    assert audit.status == AuditStatus.succeeded, audit.error
+    assert (audit.progress_done, audit.progress_total) == (10, 10)
+    assert audit.verdict is not None and 0.0 <= (audit.probability or 0.0) <= 1.0 and audit.device == "cpu"
+    folder = settings.storage_root / "audits" / audit_id
+    report = json.loads((folder / REPORT_FILE).read_text())
+    assert report["verdict"] == audit.verdict.value and len(report["classes"]) == 10
+    assert all((folder / c["map_file"]).is_file() and (folder / c["heatmap_file"]).is_file() for c in report["classes"])
+    with session_scope(settings.database_url_resolved) as session:
+        results = crud.list_class_results(session=session, audit_id=uuid.UUID(audit_id))
+        assert [r.class_index for r in results] == list(range(10)) and all(r.score is not None for r in results)
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    compute_maps(audit_id, [0, 1, 2])  # messages delivered again after the audit finished
+    finalize_audit(audit_id)
+    orchestrate_audit(audit_id)
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps
+    assert _row(settings, audit_id).status == AuditStatus.succeeded
+
+
+def test_a_resumed_audit_computes_only_missing_classes(settings: Settings) -> None:
+    audit_id = _audit(settings, FAST)
+    compute_maps(audit_id, [0, 1])  # what a worker finished before it was killed
+    folder = settings.storage_root / "audits" / audit_id
+    early = {p.name: p.stat().st_mtime_ns for p in folder.glob("map_*.safetensors")}
+    orchestrate_audit.delay(audit_id)
+    assert _row(settings, audit_id).status == AuditStatus.succeeded
+    assert {name: (folder / name).stat().st_mtime_ns for name in early} == early
+
+
+def test_a_missing_checkpoint_file_fails_the_audit_with_what_to_do(settings: Settings) -> None:
+    audit_id = _audit(settings, FAST, store_file=False)
+    orchestrate_audit.delay(audit_id)
+    audit = _row(settings, audit_id)
+    assert audit.status == AuditStatus.failed
+    assert audit.error is not None and "missing from storage; upload it again" in audit.error
+
+
+def test_a_config_this_worker_cannot_run_fails_with_the_reason(settings: Settings) -> None:
+    audit_id = _audit(settings, {"saliency": {"iterations": 5, "warp_speed": 9}})
+    orchestrate_audit.delay(audit_id)
+    audit = _row(settings, audit_id)
+    assert audit.status == AuditStatus.failed and audit.error is not None and "warp_speed" in audit.error
