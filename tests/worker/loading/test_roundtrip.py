@@ -146,3 +146,16 @@ def test_export_with_a_dynamic_batch_runs_batched(tiny_model: torch.nn.Module, t
     assert loaded.input_shape == INPUT_SHAPE
     assert not any("sample by sample" in note for note in loaded.notes)
     assert torch.allclose(loaded.module(x), tiny_model(x), atol=ATOL)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fmt", ["state_dict", "safetensors", "torchscript_trace", "export", "onnx"])
+def test_every_format_loads_onto_the_gpu(fmt: str, tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "model.bin"
+    spec = _save(fmt, tiny_model, path)
+    loaded = load_checkpoint(path, spec, device="cuda")
+    shape = (1, 32, 32) if fmt == "onnx" else INPUT_SHAPE
+    x = torch.rand(3, *shape)
+    assert all(p.is_cuda for p in loaded.module.parameters())
+    assert torch.allclose(loaded.module(x.cuda()).cpu(), tiny_model(x), atol=1e-4)
