@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "keys": "keys",
     "migrate": "migrate",
     "archs": "archs",
+    "zoo": "zoo",
 }
 
 

