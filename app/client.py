@@ -271,13 +271,19 @@ class BackdoorAuditClient:
             time.sleep(poll_interval)
 
     @overload
-    def get_report(self, audit_id: str, format: Literal["html"]) -> str: ...
+    def get_report(self, audit_id: str, format: Literal["html"], *, artifact_uri: str | None = None) -> str: ...
     @overload
-    def get_report(self, audit_id: str, format: Literal["json", "sarif"] = "json") -> dict[str, Any]: ...
+    def get_report(
+        self, audit_id: str, format: Literal["json", "sarif"] = "json", *, artifact_uri: str | None = None
+    ) -> dict[str, Any]: ...
 
-    def get_report(self, audit_id: str, format: ReportFormat = "json") -> dict[str, Any] | str:
+    def get_report(
+        self, audit_id: str, format: ReportFormat = "json", *, artifact_uri: str | None = None
+    ) -> dict[str, Any] | str:
         """The report of a finished audit: the report.json dict, the self-contained HTML page, or a SARIF
-        2.1.0 dict (built here from the JSON report, so any server version can serve it)."""
+        2.1.0 dict (built here from the JSON report, so any server version can serve it). For SARIF,
+        ``artifact_uri`` is the checkpoint's path in your repository, which code-scanning tools need to
+        place the findings."""
         if format == "html":
             return self._request("GET", f"/audits/{audit_id}/report.html").text
         report: dict[str, Any] = self._request("GET", f"/audits/{audit_id}/report").json()
@@ -286,5 +292,5 @@ class BackdoorAuditClient:
         if format == "sarif":
             from app.reports.sarif import report_to_sarif
 
-            return report_to_sarif(report)
+            return report_to_sarif(report, artifact_uri=artifact_uri)
         raise ValueError(f"unknown report format {format!r}; expected json, html or sarif")

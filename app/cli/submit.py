@@ -24,18 +24,14 @@ def _int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 1,28,28, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,28,28, got {text!r}") from None
 
 
 def _float_list(text: str) -> list[float]:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers like 0.5,0.5,0.5, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.5,0.5, got {text!r}") from None
 
 
 def _config(text: str) -> dict[str, Any]:
@@ -45,8 +41,7 @@ def _config(text: str) -> dict[str, Any]:
         value = json.loads(source)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(
-            "--config must be a JSON object or a JSON file, "
-            f'e.g. \'{{"saliency": {{"iterations": 60}}}}\' ({exc})'
+            f'--config must be a JSON object or a JSON file, e.g. \'{{"saliency": {{"iterations": 60}}}}\' ({exc})'
         ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError("--config must be a JSON object")
@@ -76,9 +71,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="suspicious",
         help="with --wait: the verdict from which to exit 1 (default: suspicious)",
     )
-    parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long"
-    )
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this long")
     parser.add_argument("--poll-interval", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     parser.set_defaults(handler=run)
@@ -116,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
         audit = client.create_audit(checkpoint.id, args.config)
         if not args.json:
             reused = "" if checkpoint.created else " (already uploaded)"
-            print(
-                f"checkpoint {checkpoint.id}{reused} sha256 {checkpoint.sha256[:12]}; audit {audit.id} queued"
-            )
+            print(f"checkpoint {checkpoint.id}{reused} sha256 {checkpoint.sha256[:12]}; audit {audit.id} queued")
         if args.wait:
             audit = _wait_with_progress(client, audit, args)
     if args.json:

@@ -33,10 +33,8 @@ class PdfUnavailableError(RuntimeError):
     """WeasyPrint (or its system libraries, pango) is not installed."""
 
 
-def render_report_pdf(
-    report: Mapping[str, Any], images: Mapping[str, bytes], *, grid_limit: int = DEFAULT_GRID_LIMIT
-) -> bytes:
-    """PDF bytes of the same report ``render_report_html`` draws."""
+def html_to_pdf(html: str) -> bytes:
+    """Print a self-contained report page (``render_report_html`` output, or the server's report.html)."""
     try:
         from weasyprint import CSS, HTML
         from weasyprint.urls import URLFetcher
@@ -45,7 +43,13 @@ def render_report_pdf(
             "PDF reports need WeasyPrint and its system libraries: pip install 'backdoor-audit[pdf]' "
             "(and pango, e.g. apt-get install libpango-1.0-0), or use the HTML report and print it"
         ) from exc
-    html = render_report_html(report, images, grid_limit=grid_limit)
     document = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"}))
     pdf: bytes = document.write_pdf(stylesheets=[CSS(string=_PRINT_CSS)])
     return pdf
+
+
+def render_report_pdf(
+    report: Mapping[str, Any], images: Mapping[str, bytes], *, grid_limit: int = DEFAULT_GRID_LIMIT
+) -> bytes:
+    """PDF bytes of the same report ``render_report_html`` draws."""
+    return html_to_pdf(render_report_html(report, images, grid_limit=grid_limit))

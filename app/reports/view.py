@@ -127,9 +127,7 @@ def build_class_view(entry: Mapping[str, Any], source: ImageSource) -> ClassView
         stability=_float_or_none(entry.get("stability")),
         suspected=bool(entry.get("suspected")),
         features={
-            str(name): number
-            for name, value in features.items()
-            if (number := _float_or_none(value)) is not None
+            str(name): number for name, value in features.items() if (number := _float_or_none(value)) is not None
         },
         trigger_bbox=_bbox(entry.get("trigger_bbox")),
         map_src=_image(source, entry.get("map_file")),

@@ -25,6 +25,7 @@ from app.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, team_for
 from app.api.routes import audit_artifacts, audits, checkpoints
 from app.core.queue import AuditQueue
 from app.models import Audit, AuditStatus, Checkpoint, Team, Verdict
+from app.reports.pdf import PdfUnavailableError, html_to_pdf
 from app.reports.sarif import report_to_sarif
 from app.reports.templating import template_env
 from app.reports.view import build_report_view
@@ -223,14 +224,20 @@ def class_image(
 
 
 @router.get("/audits/{audit_id}/report.{fmt}")
-def download_report(audit: PageAuditDep, fmt: Literal["html", "json", "sarif"], storage: StorageDep) -> Response:
-    """The report as a file to keep: printable HTML, the report.json contract, or SARIF 2.1.0."""
+def download_report(audit: PageAuditDep, fmt: Literal["html", "json", "sarif", "pdf"], storage: StorageDep) -> Response:
+    """The report as a file to keep: printable HTML, PDF, the report.json contract, or SARIF 2.1.0."""
     filename = f"backdoor-audit-{audit.id}.{fmt}"
     disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    if fmt == "html":
+    if fmt in ("html", "pdf"):
         response = audit_artifacts.read_report_html(audit, storage)
-        response.headers.update(disposition)
-        return response
+        if fmt == "html":
+            response.headers.update(disposition)
+            return response
+        try:
+            pdf = html_to_pdf(bytes(response.body).decode("utf-8"))
+        except PdfUnavailableError as exc:
+            raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, detail=str(exc)) from exc
+        return Response(pdf, media_type="application/pdf", headers=disposition)
     report = audit_artifacts.load_report(audit, storage)
     document = report_to_sarif(report) if fmt == "sarif" else report
     return Response(json.dumps(document, indent=2), media_type="application/json", headers=disposition)

@@ -15,6 +15,7 @@ import pytest
 from app.cli import remote
 from app.cli.common import EXIT_CLEAN, EXIT_ERROR, EXIT_FLAGGED, CommandError
 from app.client import BackdoorAuditClient
+from app.reports.html import render_report_html
 from tests.app.reports.conftest import make_report
 
 AUDIT_ID = "11111111-1111-1111-1111-111111111111"
@@ -177,25 +178,36 @@ def test_status_prints_progress_and_unknown_id_is_an_error(
         _call(["status", AUDIT_ID, "--server", "http://audit.test", "--api-key", "k"])
 
 
-@pytest.mark.parametrize("fmt", ["json", "sarif", "html"])
-def test_report_writes_each_format_to_a_file(
-    serve: Callable[[Handler], None], tmp_path: Path, fmt: str
-) -> None:
-    report, _ = make_report(suspected=(3,))
+@pytest.mark.parametrize("fmt", ["json", "sarif", "html", "pdf"])
+def test_report_writes_each_format_to_a_file(serve: Callable[[Handler], None], tmp_path: Path, fmt: str) -> None:
+    if fmt == "pdf":
+        pytest.importorskip("weasyprint")
+    report, images = make_report(suspected=(3,))
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith(".html"):
-            return httpx.Response(200, text="<!DOCTYPE html><title>r</title>")
+            return httpx.Response(200, text=render_report_html(report, images))
         return httpx.Response(200, json=report)
 
     serve(handler)
     out = tmp_path / f"report.{fmt}"
     argv = ["report", AUDIT_ID, "--format", fmt, "-o", str(out), "--server", "http://audit.test"]
-    assert _run([*argv, "--api-key", "k"]) == EXIT_CLEAN
+    assert _run([*argv, "--api-key", "k", "--artifact-uri", "models/m.safetensors"]) == EXIT_CLEAN
+    if fmt == "pdf":
+        assert out.read_bytes().startswith(b"%PDF-")
+        return
     text = out.read_text()
     if fmt == "html":
         assert text.startswith("<!DOCTYPE html>")
     elif fmt == "sarif":
-        assert json.loads(text)["runs"][0]["results"][0]["properties"]["class_index"] == 3
+        result = json.loads(text)["runs"][0]["results"][0]
+        assert result["properties"]["class_index"] == 3
+        assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "models/m.safetensors"
     else:
         assert json.loads(text)["verdict"] == "backdoored"
+
+
+def test_pdf_to_stdout_is_refused(serve: Callable[[Handler], None]) -> None:
+    serve(lambda request: httpx.Response(500))
+    with pytest.raises(CommandError, match="-o FILE"):
+        _call(["report", AUDIT_ID, "--format", "pdf", "--server", "http://audit.test", "--api-key", "k"])

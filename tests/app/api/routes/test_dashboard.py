@@ -153,14 +153,18 @@ def test_thousand_class_audit_page_is_paged_and_small(
     assert '<div class="card suspected" id="class-977"' in last
 
 
-@pytest.mark.parametrize("fmt", ["html", "json", "sarif"])
+@pytest.mark.parametrize("fmt", ["html", "json", "sarif", "pdf"])
 def test_report_downloads(signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit, fmt: str) -> None:
+    if fmt == "pdf":
+        pytest.importorskip("weasyprint")
     audit_id = make_audit(team["id"])
     response = signed_in.get(f"/audits/{audit_id}/report.{fmt}")
     assert response.status_code == 200
     assert "attachment" in response.headers["content-disposition"]
     if fmt == "html":
         assert "data:image/png;base64," in response.text
+    elif fmt == "pdf":
+        assert response.content.startswith(b"%PDF-")
     elif fmt == "sarif":
         assert response.json()["runs"][0]["results"][0]["properties"]["class_index"] == 3
     else:
