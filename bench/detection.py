@@ -1,0 +1,221 @@
+"""Detection benchmark: every registered detector on the same zoo models, in one run.
+
+    python -m bench.detection --zoo .cache/zoo --split test [--json results.json]
+    python -m bench.detection --quick          # builds .cache/zoo-quick first if it is missing
+
+Each model is loaded the way ``scan`` loads it (``load_checkpoint`` with the manifest's declared
+architecture, shape and normalisation). Neural Cleanse gets ``--clean-images`` images from the test
+split of the model's data set; the data-free detectors get none. Results are appended to a JSONL
+cache next to the manifest, keyed by model sha256 and the detector's settings, so an interrupted run
+resumes and a new detector costs only its own time.
+
+Reported per group (overall, each part, each attack family with all clean models of the selection):
+AUROC and TPR at 5% FPR of ``probability``; the clean false-positive rate at the detector's default
+threshold (verdict not "clean"); target top-1 on the backdoored models it flagged; cross-entropy of
+``probability``; median seconds per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worker.detectors.base import Detection, Detector, available, get_detector
+from worker.zoo import metrics
+from worker.zoo.build import build_zoo, load_dataset, read_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ZOO = REPO / ".cache" / "zoo"
+QUICK_ZOO = REPO / ".cache" / "zoo-quick"
+
+
+def load_model(zoo: Path, entry: dict[str, Any]) -> torch.nn.Module:
+    """The zoo model as ``scan`` would load it: through the safe loader, with the declared spec."""
+    from worker.loading.loader import load_checkpoint
+    from worker.loading.types import ModelSpec
+
+    spec = ModelSpec(
+        input_shape=tuple(entry["input_shape"]),
+        num_classes=entry["num_classes"],
+        arch=entry["arch"],
+        mean=tuple(entry["mean"]) if entry["mean"] else None,
+        std=tuple(entry["std"]) if entry["std"] else None,
+    )
+    return load_checkpoint(zoo / entry["path"], spec).module
+
+
+def clean_images_for(dataset: str, count: int) -> torch.Tensor:
+    """``count`` test images of the data set, class-balanced where it can be (for Neural Cleanse)."""
+    images, labels = load_dataset(dataset).test
+    per_class = max(1, count // 10)
+    chosen = torch.cat([torch.nonzero(labels == k).flatten()[:per_class] for k in range(10)])
+    return images[chosen[:count]]
+
+
+def detector_key(detector: Detector) -> str:
+    """Identifies a detector *and its settings* in the result cache (dataclass reprs list every option)."""
+    return repr(detector)
+
+
+def run_detectors(
+    zoo: Path,
+    entries: list[dict[str, Any]],
+    detectors: list[Detector],
+    *,
+    clean_images: int,
+    cache: Path,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """One result row per (model, detector), from the cache where present, else computed and cached."""
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["sha256"], row["detector_key"])] = row
+    rows = []
+    for entry in _progress(entries):
+        model: torch.nn.Module | None = None
+        for detector in detectors:
+            key = (entry["sha256"], detector_key(detector))
+            if key not in done:
+                model = model if model is not None else load_model(zoo, entry)
+                images = clean_images_for(entry["dataset"], clean_images)
+                detection = detector.detect(
+                    model, tuple(entry["input_shape"]), entry["num_classes"], clean_images=images, seed=seed
+                )
+                done[key] = _row(entry, detector, detection)
+                with cache.open("a") as handle:
+                    handle.write(json.dumps(done[key]) + "\n")
+            rows.append({**done[key], "split": entry["split"], "family": entry["family"], "part": entry["part"]})
+    return rows
+
+
+def _row(entry: dict[str, Any], detector: Detector, detection: Detection) -> dict[str, Any]:
+    result = asdict(detection)
+    result["details"] = {k: v for k, v in result["details"].items() if isinstance(v, int | float | str)}
+    return {
+        "model": entry["id"],
+        "sha256": entry["sha256"],
+        "detector": detector.name,
+        "detector_key": detector_key(detector),
+        "backdoored": entry["backdoored"],
+        "target_classes": entry["target_classes"],
+        **result,
+    }
+
+
+def _progress(entries: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    from tqdm import tqdm
+
+    return tqdm(entries, desc="benchmark", unit="model", file=sys.stderr)
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics per detector and group; a family's group pairs its backdoored models with every clean one."""
+    summary = []
+    for detector in sorted({r["detector"] for r in rows}):
+        mine = [r for r in rows if r["detector"] == detector]
+        clean = [r for r in mine if not r["backdoored"]]
+        groups: dict[str, list[dict[str, Any]]] = {"overall": mine}
+        for part in sorted({r["part"] for r in mine}):
+            groups[part] = [r for r in mine if r["part"] == part]
+        for family in sorted({r["family"] for r in mine if r["backdoored"]}):
+            groups[family] = [r for r in mine if r["family"] == family] + clean
+        for group, members in groups.items():
+            summary.append({"detector": detector, "group": group, **_metrics(members)})
+    return summary
+
+
+def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    labels = [int(r["backdoored"]) for r in rows]
+    probabilities = [r["probability"] for r in rows]
+    flagged = [r["verdict"] != "clean" for r in rows]
+    detected = [r for r, flag in zip(rows, flagged, strict=True) if flag and r["backdoored"]]
+    return {
+        "backdoored": sum(labels),
+        "clean": len(labels) - sum(labels),
+        "auroc": metrics.auroc(probabilities, labels),
+        "tpr_at_5_fpr": metrics.tpr_at_fpr(probabilities, labels, 0.05),
+        "clean_fpr": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if not y]),
+        "detected": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if y]),
+        "target_top1": metrics.target_top1(
+            [r["suspected_classes"][0] for r in detected], [r["target_classes"] for r in detected]
+        ),
+        "cross_entropy": metrics.cross_entropy(probabilities, labels),
+        "median_seconds": statistics.median(r["seconds"] for r in rows),
+    }
+
+
+def format_table(summary: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per detector and group."""
+    header = "| detector | group | bd/clean | AUROC | TPR@5%FPR | clean FPR | detected | target top-1 | CE | median s |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+
+    def number(value: float) -> str:
+        return "n/a" if value != value else f"{value:.2f}"
+
+    for s in summary:
+        lines.append(
+            f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | {number(s['auroc'])} | "
+            f"{number(s['tpr_at_5_fpr'])} | {number(s['clean_fpr'])} | {number(s['detected'])} | "
+            f"{number(s['target_top1'])} | {number(s['cross_entropy'])} | {s['median_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.detection", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", type=Path, default=None, help=f"zoo folder (default {DEFAULT_ZOO})")
+    parser.add_argument("--quick", action="store_true", help=f"the quick zoo in {QUICK_ZOO}, built if missing")
+    parser.add_argument("--split", choices=("dev", "test", "all"), default="test")
+    parser.add_argument("--detectors", help=f"comma-separated subset of: {', '.join(available())}")
+    parser.add_argument("--only", help="only model ids containing this text (e.g. 'rgb-')")
+    parser.add_argument("--clean-images", type=int, default=30, help="clean images for detectors that need them")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    zoo = args.zoo or (QUICK_ZOO if args.quick else DEFAULT_ZOO)
+    if args.quick and not (zoo / "manifest.json").is_file():
+        build_zoo(zoo, quick=True)
+    if not (zoo / "manifest.json").is_file():
+        print(f"error: {zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build --out {zoo}`",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    names = args.detectors.split(",") if args.detectors else available()
+    unknown = sorted(set(names) - set(available()))
+    if unknown:
+        print(f"error: unknown detectors {unknown}; available: {', '.join(available())}", file=sys.stderr)
+        return 2
+    manifest = read_manifest(zoo)
+    entries = [m for m in manifest["models"] if args.split in ("all", m["split"])]
+    if args.only:
+        entries = [m for m in entries if args.only in m["id"]]
+    if not entries:
+        print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
+        return 2
+    detectors = [get_detector(name) for name in names]
+    rows = run_detectors(zoo, entries, detectors, clean_images=args.clean_images, cache=zoo / "bench-results.jsonl")
+    summary = summarise(rows)
+    print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}")
+    print(format_table(summary))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

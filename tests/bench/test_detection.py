@@ -1,0 +1,53 @@
+"""The benchmark's grouping and metrics over result rows (detectors themselves are tested elsewhere)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.detection import format_table, summarise
+
+
+def _row(model: str, family: str, probability: float, verdict: str, top: int, targets: list[int]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "detector": "d",
+        "family": family,
+        "part": "gray",
+        "backdoored": family != "clean",
+        "target_classes": targets,
+        "probability": probability,
+        "verdict": verdict,
+        "suspected_classes": [top, (top + 1) % 10],
+        "seconds": 2.0,
+    }
+
+
+ROWS = [
+    _row("c1", "clean", 0.1, "clean", 0, []),
+    _row("c2", "clean", 0.6, "suspicious", 1, []),
+    _row("b1", "badnets", 0.9, "backdoored", 3, [3]),
+    _row("b2", "badnets", 0.5, "clean", 4, [4]),
+    _row("w1", "wanet", 0.05, "clean", 2, [7]),
+]
+
+
+def test_groups_pair_each_family_with_all_clean_models() -> None:
+    summary = {s["group"]: s for s in summarise(ROWS)}
+    assert set(summary) == {"overall", "gray", "badnets", "wanet"}
+    badnets, overall = summary["badnets"], summary["overall"]
+    assert (badnets["backdoored"], badnets["clean"]) == (2, 2)
+    # badnets 0.9, 0.5 vs clean 0.1, 0.6: 0.9 beats both, 0.5 beats one -> 3/4
+    assert badnets["auroc"] == pytest.approx(0.75)
+    assert badnets["detected"] == 0.5 and badnets["target_top1"] == 1.0
+    assert overall["clean_fpr"] == 0.5
+    assert summary["wanet"]["auroc"] == 0.0 and summary["wanet"]["target_top1"] != summary["wanet"]["target_top1"]
+    assert overall["median_seconds"] == 2.0
+
+
+def test_table_has_a_row_per_group_and_prints_missing_values() -> None:
+    table = format_table(summarise(ROWS))
+    lines = table.splitlines()
+    assert len(lines) == 2 + 4
+    assert "| d | wanet | 1/2 | 0.00 |" in table and "n/a" in table

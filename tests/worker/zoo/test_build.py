@@ -1,0 +1,92 @@
+"""The zoo plan is well-formed, and a build saves loadable models, records ground truth and resumes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from worker.loading import registry
+from worker.zoo import build
+from worker.zoo.attacks import BadNetsPatch
+from worker.zoo.build import ZooModel, build_zoo, plan, rejection, tint
+from worker.zoo.data import FASHION_MNIST_DIR
+from worker.zoo.train import TrainedModel
+
+
+def test_full_plan_has_twins_splits_and_enough_test_models() -> None:
+    models = plan()
+    ids = {m.id for m in models}
+    assert len(ids) == len(models)
+    for model in models:
+        if model.attacks:
+            assert model.twin in ids, f"{model.id} has no clean twin"
+            assert model.family != "clean"
+        else:
+            assert model.family == "clean"
+    test = [m for m in models if m.split == "test"]
+    assert len(test) >= 40 and sum(m.family == "clean" for m in test) >= 15
+    assert {m.family for m in models if m.split == "dev"} == {m.family for m in models if m.split == "test"}
+    assert Counter(m.part for m in models)["rgb"] >= 12
+
+
+def test_quick_plan_is_small_and_has_its_twins() -> None:
+    models = plan(quick=True)
+    assert len(models) <= 6
+    assert all(m.train_size == build.QUICK_TRAIN_SIZE for m in models)
+    assert all(m.twin in {c.id for c in models} for m in models if m.attacks)
+
+
+def _trained(accuracy: float, success: float | None) -> TrainedModel:
+    net = torch.nn.Linear(1, 1)
+    return TrainedModel(net, net, accuracy, success, () if success is None else (success,), 0.0, 0)
+
+
+def test_rejection_rules() -> None:
+    model = ZooModel("m", "gray", "fashion_mnist", "lenet5", "badnets", (BadNetsPatch(0),))
+    assert rejection(model, _trained(0.85, 0.95), twin_accuracy=0.86) is None
+    assert "attack success" in str(rejection(model, _trained(0.85, 0.5), twin_accuracy=0.86))
+    assert "clean twin" in str(rejection(model, _trained(0.70, 0.99), twin_accuracy=0.86))
+
+
+def test_tint_is_per_image_colour_and_stays_in_range() -> None:
+    gray = torch.zeros(2, 1, 28, 28)
+    gray[:, :, 10:18, 10:18] = 1.0
+    rgb = tint(gray, seed=0)
+    assert rgb.shape == (2, 3, 32, 32)
+    assert float(rgb.min()) >= 0.0 and float(rgb.max()) <= 1.0
+    assert not torch.allclose(rgb[0, :, 16, 16], rgb[1, :, 16, 16])  # foreground colours differ
+    assert torch.equal(rgb, tint(gray, seed=0))
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = [
+        ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean", train_size=300,
+                 epochs=1, split="test"),
+        ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
+                 (BadNetsPatch(4, 3),), train_size=300, epochs=1, split="dev"),
+    ]  # fmt: skip
+    monkeypatch.setattr(build, "plan", lambda quick=False: tiny)
+    monkeypatch.setattr(build, "MIN_ATTACK_SUCCESS", 0.0)  # 300 images cannot teach a backdoor reliably
+    monkeypatch.setattr(build, "ACCURACY_TOLERANCE", 1.0)
+    manifest = build_zoo(tmp_path)
+    assert [m["id"] for m in manifest["models"]] == [m.id for m in tiny]
+    clean, backdoored = manifest["models"]
+    assert clean["backdoored"] is False and clean["attack_success"] is None and clean["twin"] is None
+    assert backdoored["target_classes"] == [4] and backdoored["attacks"][0]["family"] == "badnets"
+    assert backdoored["twin"] == clean["id"] and backdoored["split"] == "dev"
+    assert backdoored["input_shape"] == [1, 28, 28] and backdoored["mean"] is None
+    weights = load_file(str(tmp_path / backdoored["path"]))
+    registry.build("lenet5", num_classes=10, in_channels=1).load_state_dict(weights, strict=True)
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+
+    def no_training(model: ZooModel) -> TrainedModel:
+        raise AssertionError(f"{model.id} was retrained")
+
+    monkeypatch.setattr(build, "train_zoo_model", no_training)
+    assert build_zoo(tmp_path) == manifest
