@@ -32,9 +32,10 @@ class ClassView:
     suspected: bool
     features: dict[str, float]
     trigger_bbox: tuple[int, int, int, int] | None
-    map_src: str | None
-    heatmap_src: str | None
-    trigger_src: str | None
+    image_files: tuple[str | None, str | None, str | None]  # map, heatmap, trigger file names
+    map_src: str | None = None  # filled by ``with_images`` only for classes that are drawn
+    heatmap_src: str | None = None
+    trigger_src: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,6 @@ def _bbox(value: Any) -> tuple[int, int, int, int] | None:
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
-def _image(source: ImageSource, file_name: Any) -> str | None:
-    return source(file_name) if isinstance(file_name, str) and file_name else None
-
-
 def class_label(class_index: int, class_name: Any) -> str:
     """``3 · Dress`` when the model has class names, else ``class 3``."""
     if isinstance(class_name, str) and class_name:
@@ -115,7 +112,23 @@ def class_label(class_index: int, class_name: Any) -> str:
     return f"class {class_index}"
 
 
-def build_class_view(entry: Mapping[str, Any], source: ImageSource) -> ClassView:
+def _file_name(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def with_images(view: ClassView, source: ImageSource) -> ClassView:
+    """Resolve a class's images. Done only for the classes a page draws, in priority order, because
+    a source may be costly (base64 of every map of a 1000-class model) or budgeted."""
+    map_file, heatmap_file, trigger_file = view.image_files
+    return replace(
+        view,
+        map_src=source(map_file) if map_file else None,
+        heatmap_src=source(heatmap_file) if heatmap_file else None,
+        trigger_src=source(trigger_file) if trigger_file else None,
+    )
+
+
+def build_class_view(entry: Mapping[str, Any]) -> ClassView:
     class_index = int(entry.get("class_index", 0))
     features = entry.get("features") or {}
     return ClassView(
@@ -130,9 +143,11 @@ def build_class_view(entry: Mapping[str, Any], source: ImageSource) -> ClassView
             str(name): number for name, value in features.items() if (number := _float_or_none(value)) is not None
         },
         trigger_bbox=_bbox(entry.get("trigger_bbox")),
-        map_src=_image(source, entry.get("map_file")),
-        heatmap_src=_image(source, entry.get("heatmap_file")),
-        trigger_src=_image(source, entry.get("trigger_file")),
+        image_files=(
+            _file_name(entry.get("map_file")),
+            _file_name(entry.get("heatmap_file")),
+            _file_name(entry.get("trigger_file")),
+        ),
     )
 
 
@@ -207,7 +222,7 @@ def build_report_view(
     """Select what to draw. Up to ``grid_limit`` classes get image cards: every suspected class, then the
     highest-scoring others; the remaining classes appear only in the compact table."""
     classes = sorted(
-        (build_class_view(entry, source) for entry in report.get("classes") or []),
+        (build_class_view(entry) for entry in report.get("classes") or []),
         key=lambda c: c.class_index,
     )
     known = {c.class_index for c in classes}
@@ -228,6 +243,15 @@ def build_report_view(
         grid = ranked_suspects + others[: max(grid_limit - len(ranked_suspects), 0)]
         grid_indices = {c.class_index for c in grid}
         rest = [c for c in classes if c.class_index not in grid_indices]
+
+    # images only for classes drawn with pictures, suspects first: a budgeted source spends on them first
+    drawn: dict[int, ClassView] = {}
+    for view in (*ranked_suspects, *grid):
+        if view.class_index not in drawn:
+            drawn[view.class_index] = with_images(view, source)
+    classes = [drawn.get(c.class_index, c) for c in classes]
+    ranked_suspects = [drawn[c.class_index] for c in ranked_suspects]
+    grid = [drawn[c.class_index] for c in grid]
 
     model = dict(report.get("model") or {})
     shape = model.get("input_shape")

@@ -102,3 +102,16 @@ def test_missing_images_and_clean_verdict_render_placeholders() -> None:
 def test_image_data_uri_rejects_non_images() -> None:
     assert image_data_uri(b"<svg onload=alert(1)>") is None
     assert (image_data_uri(tiny_png(1)) or "").startswith("data:image/png;base64,")
+
+
+def test_image_budget_keeps_the_suspects_images_first() -> None:
+    report, images = make_report(num_classes=30, suspected=(17,))
+    budget = 3 * len(images["class_0017_map.png"])  # room for the suspect's map, heatmap and trigger only
+    html = render_report_html(report, images, image_budget_bytes=budget)
+    assert "left out to keep this file" in html
+    cards = {a["data-class-index"]: a for a in _tags(html, "div") if "card" in (a.get("class") or "").split()}
+    assert next(iter(cards)) == "17"  # the suspect's card comes first
+    embedded = [a["src"] for a in _tags(html, "img") if (a.get("src") or "").startswith("data:")]
+    # the trigger crop and the suspect's map/heatmap are there, the other classes' images are not
+    assert 2 <= len(embedded) <= 3
+    assert 'alt="saliency map of class 17"' in html

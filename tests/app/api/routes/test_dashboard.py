@@ -151,6 +151,7 @@ def test_thousand_class_audit_page_is_paged_and_small(
     assert 'id="trigger-977"' in first.text  # the suspect's evidence is on every page
     last = signed_in.get(f"/audits/{audit_id}?page=21").text
     assert '<div class="card suspected" id="class-977"' in last
+    assert f"/audits/{audit_id}/classes/990/map.png" in last  # every page's cards have their images
 
 
 @pytest.mark.parametrize("fmt", ["html", "json", "sarif", "pdf"])
