@@ -94,3 +94,15 @@ def test_hostile_upload_is_refused_by_the_cpu_worker(stack: Stack, tmp_path: Pat
         )
     assert response.status_code == 422, response.text
     assert "system" in response.json()["detail"]
+
+
+def test_two_audits_of_the_same_checkpoint_run_side_by_side(stack: Stack, badnets_checkpoint: Any) -> None:
+    checkpoint = stack.red.upload(badnets_checkpoint.path, arch="small_cnn", input_shape=(1, 28, 28), num_classes=10)
+    config = {"saliency": {"iterations": 20, "refine_iterations": 5, "restarts": 1, "seeds_per_step": 8}}
+    audit_ids = [stack.red.submit(checkpoint["id"], config) for _ in range(2)]
+    final, slowest_poll = stack.red.wait_all(audit_ids, stack.processes)
+    first, second = (final[a] for a in audit_ids)
+    assert first["status"] == second["status"] == "succeeded", (first, second)
+    # same model, same seeded config: the same answer, from two independent sets of results
+    assert (first["verdict"], first["suspected_classes"]) == (second["verdict"], second["suspected_classes"])
+    assert slowest_poll < 1.0
