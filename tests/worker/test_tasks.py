@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -25,7 +26,9 @@ from worker.celery_app import celery_app
 from worker.nets import SmallCNN
 from worker.tasks import compute_maps, finalize_audit, orchestrate_audit
 
-FAST = {"saliency": {"iterations": 10, "refine_iterations": 2, "restarts": 1, "seeds_per_step": 4, "fidelity_seeds": 8}}
+FAST: dict[str, Any] = {
+    "saliency": {"iterations": 10, "refine_iterations": 2, "restarts": 1, "seeds_per_step": 4, "fidelity_seeds": 8}
+}
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     get_settings.cache_clear()
 
 
-def _audit(settings: Settings, config: dict[str, object], *, store_file: bool = True) -> str:
+def _audit(settings: Settings, config: dict[str, Any], *, store_file: bool = True) -> str:
     torch.manual_seed(0)
     path = settings.data_dir / "tiny.safetensors"
     save_file(SmallCNN().state_dict(), str(path))
