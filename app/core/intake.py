@@ -19,6 +19,9 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.exceptions import OperationalError
+
 from app.core.queue import AuditQueue
 from app.core.settings import Settings
 from app.core.storage import Storage
@@ -26,6 +29,10 @@ from app.core.storage import Storage
 
 class CheckpointRejected(ValueError):
     """Intake refused the file; the message says why and is shown to the user as-is."""
+
+
+class ValidationUnavailable(RuntimeError):
+    """No worker could validate the upload (queue mode): the broker is down or no `cpu` worker answered."""
 
 
 def validation_mode(settings: Settings) -> str:
@@ -46,7 +53,14 @@ def check_checkpoint(
 
         outcome = check_upload(storage.path(staged_key), spec, max_bytes=settings.max_checkpoint_bytes)
     else:
-        outcome = queue.validate_checkpoint(staged_key, spec)
+        try:
+            outcome = queue.validate_checkpoint(staged_key, spec)
+        except (CeleryTimeoutError, OperationalError, OSError) as exc:
+            raise ValidationUnavailable(
+                f"no worker validated the checkpoint within {settings.validation_timeout_s:g} s "
+                f"({exc.__class__.__name__}); check that a worker consumes the 'cpu' queue and that the broker "
+                "answers (/readyz), then upload again"
+            ) from exc
     if not outcome.get("ok"):
         raise CheckpointRejected(str(outcome.get("error") or "the checkpoint was refused"))
     facts: dict[str, Any] = outcome["facts"]

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from app import crud
 from app.api.deps import CheckpointDep, QueueDep, SessionDep, SettingsDep, StorageDep, TeamDep
 from app.api.uploads import receive_upload
-from app.core.intake import CheckpointRejected, check_checkpoint
+from app.core.intake import CheckpointRejected, ValidationUnavailable, check_checkpoint
 from app.core.metrics import CHECKPOINTS_UPLOADED
 from app.core.queue import AuditQueue
 from app.core.settings import Settings
@@ -59,6 +59,7 @@ UPLOAD_DOC = {
         413: {"description": "Larger than MAX_CHECKPOINT_BYTES; nothing stored"},
         415: {"description": "Not multipart/form-data"},
         422: {"description": "Missing or invalid fields, or a checkpoint intake refused; nothing stored"},
+        503: {"description": "No worker validated the upload in time (queue validation); nothing stored"},
     },
 )
 async def upload_checkpoint(
@@ -90,14 +91,12 @@ class _Registration:
 
     def __init__(
         self, session: Session, team_id: uuid.UUID, settings: Settings, storage: Storage, queue: AuditQueue
-    ):
-        self.session, self.team_id, self.settings, self.storage, self.queue = (
-            session,
-            team_id,
-            settings,
-            storage,
-            queue,
-        )
+    ) -> None:
+        self.session = session
+        self.team_id = team_id
+        self.settings = settings
+        self.storage = storage
+        self.queue = queue
 
     def _existing(self, sha256: str) -> Checkpoint | None:
         return crud.get_checkpoint_by_sha256(session=self.session, team_id=self.team_id, sha256=sha256)
@@ -118,6 +117,8 @@ class _Registration:
             )
         except CheckpointRejected as exc:
             raise HTTPException(422, detail=f"checkpoint refused: {exc}") from exc
+        except ValidationUnavailable as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
         facts = crud.CheckpointFacts(
             sha256=staged.sha256,
             size_bytes=staged.size,

@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
 from app.core.settings import Settings
+from tests.app.conftest import RecordingQueue
 from worker.nets import SmallCNN
 
 FORM = {"input_shape": "1,28,28", "num_classes": "10", "arch": "small_cnn", "name": "tiny"}
@@ -149,3 +151,26 @@ def test_bad_requests_say_what_is_missing(client: TestClient, team: dict[str, An
     bad_shape = _upload(client, team["headers"], tiny_checkpoint, input_shape="28,28")
     assert bad_shape.status_code == 422 and bad_shape.json()["detail"][0]["loc"] == ["input_shape"]
     assert client.post("/api/v1/checkpoints", data=FORM, files={"file": ("m", tiny_checkpoint)}).status_code == 401
+
+
+def test_queue_validation_without_a_worker_is_503_and_nothing_is_stored(
+    client: TestClient,
+    service_settings: Settings,
+    queue: RecordingQueue,
+    team: dict[str, Any],
+    tiny_checkpoint: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_worker(staged_key: str, spec: dict[str, Any]) -> dict[str, Any]:
+        assert (service_settings.storage_root / staged_key).is_file()  # the worker reads the staged upload
+        raise CeleryTimeoutError("The operation timed out.")
+
+    monkeypatch.setattr(service_settings, "checkpoint_validation", "queue")
+    monkeypatch.setattr(queue, "validate_checkpoint", no_worker)
+    response = _upload(client, team["headers"], tiny_checkpoint)
+    assert response.status_code == 503 and "'cpu' queue" in response.json()["detail"]
+    assert _stored_files(service_settings) == []
+
+    monkeypatch.setattr(queue, "validate_checkpoint", lambda key, spec: {"ok": False, "error": "bad bytes"})
+    refused = _upload(client, team["headers"], tiny_checkpoint)
+    assert refused.status_code == 422 and refused.json()["detail"] == "checkpoint refused: bad bytes"
