@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +33,32 @@ from app.reports.templating import template_env
 from app.reports.view import build_report_view
 from app.schemas import AuditCreate, AuditPublic
 
-router = APIRouter(include_in_schema=False)
+
+class PageRoute(APIRoute):
+    """Errors of page routes as an HTML page a person can act on, not the API's JSON body. Redirects
+    (the sign-in one is an HTTPException with a 303) pass through unchanged."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except HTTPException as exc:
+                if 300 <= exc.status_code < 400:
+                    raise
+                return _page(
+                    "error.html",
+                    status_code=exc.status_code,
+                    status=exc.status_code,
+                    message=_detail_text(exc.detail),
+                    signed_in=COOKIE in request.cookies,
+                )
+
+        return handle
+
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 COOKIE = "backdoor_audit_key"
 COOKIE_MAX_AGE_S = 8 * 3600

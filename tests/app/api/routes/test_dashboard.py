@@ -237,3 +237,11 @@ def test_upload_form_shows_the_apis_refusal(signed_in: TestClient, queue: Record
     assert response.status_code == 422
     assert 'id="upload-error"' in response.text and "checkpoint refused" in response.text
     assert queue.enqueued == []
+
+
+def test_page_errors_are_html_pages_with_the_reason(signed_in: TestClient) -> None:
+    missing = uuid.uuid4()
+    response = signed_in.get(f"/audits/{missing}")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert f"audit {missing} not found" in response.text and 'href="/"' in response.text
