@@ -127,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
     key = ensure_api_key(settings)
     if key is not None:
         print(f"created team {BOOTSTRAP_TEAM!r} with API key (also saved in {settings.data_dir / BOOTSTRAP_KEY_FILE}):")
-        print(f"  export BACKDOOR_AUDIT_API_KEY={key}", flush=True)
+        print(f"  export BACKDOOR_AUDIT_API_KEY={key}")
+        print(f"  export BACKDOOR_AUDIT_SERVER=http://{args.host}:{args.port}", flush=True)
     queue = AuditQueue(settings)
     if settings.broker_url is None:
         resent = requeue_unfinished_audits(settings, queue)
