@@ -253,20 +253,37 @@ class BackdoorAuditClient:
         poll_interval: float = 2.0,
         timeout: float | None = None,
         on_progress: Callable[[Audit], None] | None = None,
+        max_poll_failures: int = 5,
     ) -> Audit:
         """Poll until the audit succeeds or fails and return it (check ``status``; a failed audit has
-        ``error``). ``on_progress`` sees every poll. Raises ``WaitTimeoutError`` after ``timeout`` s."""
+        ``error``). ``on_progress`` sees every poll. Raises ``WaitTimeoutError`` after ``timeout`` s.
+
+        A long wait outlives server restarts and proxy hiccups, so up to ``max_poll_failures``
+        consecutive unreachable or 5xx polls are retried; the audit itself is safe on the server.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        failures = 0
         while True:
-            audit = self.get_audit(audit_id)
-            if on_progress is not None:
-                on_progress(audit)
-            if audit.finished:
-                return audit
+            try:
+                audit = self.get_audit(audit_id)
+                failures = 0
+            except (ServerUnreachableError, ApiError) as exc:
+                if isinstance(exc, ApiError) and exc.status < 500:
+                    raise
+                failures += 1
+                if failures >= max_poll_failures:
+                    raise
+                audit = None
+            if audit is not None:
+                if on_progress is not None:
+                    on_progress(audit)
+                if audit.finished:
+                    return audit
             if deadline is not None and time.monotonic() + poll_interval > deadline:
+                where = f"still {audit.status} ({audit.done}/{audit.total} classes)" if audit else "not reachable"
                 raise WaitTimeoutError(
-                    f"audit {audit_id} is still {audit.status} ({audit.done}/{audit.total} classes) after "
-                    f"{timeout:g} s; it keeps running: check later with 'backdoor-audit status {audit_id}'"
+                    f"audit {audit_id} is {where} after {timeout:g} s; it keeps running on the server: "
+                    f"check later with 'backdoor-audit status {audit_id}'"
                 )
             time.sleep(poll_interval)
 

@@ -151,9 +151,7 @@ def test_wait_polls_until_finished_and_reports_progress() -> None:
     )
     with _client(lambda request: httpx.Response(200, json=next(states))) as client:
         seen: list[tuple[str, int]] = []
-        audit = client.wait(
-            AUDIT_ID, poll_interval=0.0, on_progress=lambda a: seen.append((a.status, a.done))
-        )
+        audit = client.wait(AUDIT_ID, poll_interval=0.0, on_progress=lambda a: seen.append((a.status, a.done)))
     assert seen == [("queued", 0), ("running", 4), ("running", 9), ("succeeded", 10)]
     assert audit.verdict == "backdoored" and audit.suspected_classes == [3]
 
@@ -188,3 +186,34 @@ def test_bad_server_url_and_empty_key_are_refused_early() -> None:
         BackdoorAuditClient("audit.test:8000", "k")
     with pytest.raises(AuthenticationError):
         BackdoorAuditClient("http://audit.test", "")
+
+
+def test_wait_rides_out_a_few_failed_polls_but_not_many() -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json=_audit("running", 2)),
+            httpx.Response(502, text="bad gateway"),
+            httpx.Response(503, json={"detail": "restarting"}),
+            httpx.Response(200, json=_audit("succeeded", 10, verdict="clean", probability=0.01)),
+        ]
+    )
+    with _client(lambda request: next(answers)) as client:
+        assert client.wait(AUDIT_ID, poll_interval=0.0).verdict == "clean"
+
+    with (
+        _client(lambda request: httpx.Response(503, json={"detail": "down"})) as client,
+        pytest.raises(ApiError, match="down"),
+    ):
+        client.wait(AUDIT_ID, poll_interval=0.0, max_poll_failures=3)
+
+
+def test_wait_does_not_retry_client_errors() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(404, json={"detail": "audit not found"})
+
+    with _client(handler) as client, pytest.raises(NotFoundError):
+        client.wait(AUDIT_ID, poll_interval=0.0)
+    assert len(calls) == 1
