@@ -14,7 +14,7 @@ import math
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
@@ -43,6 +43,8 @@ class PageRoute(APIRoute):
 
         async def handle(request: Request) -> Response:
             try:
+                if request.method == "POST":
+                    _require_same_origin(request)
                 return await handler(request)
             except HTTPException as exc:
                 if 300 <= exc.status_code < 400:
@@ -59,6 +61,16 @@ class PageRoute(APIRoute):
 
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
+def _require_same_origin(request: Request) -> None:
+    """Refuse form posts sent by other sites. The SameSite=Strict cookie already keeps them signed out;
+    this also stops a foreign page from signing a browser in with the attacker's key (login CSRF).
+    Hosts are compared, not schemes, so a TLS-terminating proxy in front does not break the forms."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="form posts are accepted from this site only")
+
 
 COOKIE = "backdoor_audit_key"
 COOKIE_MAX_AGE_S = 8 * 3600

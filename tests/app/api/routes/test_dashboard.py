@@ -245,3 +245,14 @@ def test_page_errors_are_html_pages_with_the_reason(signed_in: TestClient) -> No
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("text/html")
     assert f"audit {missing} not found" in response.text and 'href="/"' in response.text
+
+
+def test_form_posts_from_other_sites_are_refused(client: TestClient, team: dict[str, Any]) -> None:
+    foreign = client.post(
+        "/login", data={"api_key": team["key"]}, headers={"Origin": "https://evil.example"}, follow_redirects=False
+    )
+    assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+    same = client.post(
+        "/login", data={"api_key": team["key"]}, headers={"Origin": "http://testserver"}, follow_redirects=False
+    )
+    assert same.status_code == 303
