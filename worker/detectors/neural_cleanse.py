@@ -7,7 +7,9 @@ weight adapts (raised while the trigger works, lowered while it does not). A bac
 a much smaller mask than the other classes: the anomaly index of the mask L1 norms, computed with the
 median absolute deviation (consistency constant 1.4826), flags the small side above 2.
 
-All classes are optimised in one batch (classes x images). Options (constructor): ``steps``, ``lr``
+All classes are optimised in one batch (classes x images). The defaults are sized for CPU audits
+(200 steps of 10 images per class, about a minute for a small CNN on one core); the paper runs
+several epochs over its clean set. Options (constructor): ``steps``, ``lr``
 (Adam on the unconstrained mask and pattern), ``batch_size`` clean images per class per step,
 ``initial_cost``, ``cost_factor``, ``patience`` (steps between cost adjustments) and
 ``success_threshold`` (the fraction of flipped images that counts as a working trigger).
@@ -41,9 +43,9 @@ def small_side_anomaly_index(norms: Tensor) -> Tensor:
 class NeuralCleanse:
     """Neural Cleanse with every class's mask and pattern optimised in one batch."""
 
-    steps: int = 300
+    steps: int = 200
     lr: float = 0.1
-    batch_size: int = 16
+    batch_size: int = 10
     initial_cost: float = 1e-3
     cost_factor: float = 1.5
     patience: int = 10

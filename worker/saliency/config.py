@@ -29,10 +29,10 @@ class SaliencyConfig:
     norm: Norm = "l2"
     surface: Surface = "sphere"
     radius: float = 0.1
-    iterations: int = 120
+    iterations: int = 100
     seeds_per_step: int = 16
     restarts: int = 2
-    refine_iterations: int = 30
+    refine_iterations: int = 20
     step_size: float = 1 / 255
     fidelity_seeds: int = 128
     class_batch: int = 64  # classes per batched pass; bounds memory on many-class models
