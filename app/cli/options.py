@@ -10,12 +10,12 @@ from typing import Any
 
 def input_shape(text: str) -> tuple[int, int, int]:
     try:
-        parts = tuple(int(p) for p in text.split(","))
+        channels, height, width = (int(p) for p in text.split(","))
     except ValueError:
-        parts = ()
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}")
-    return parts  # type: ignore[return-value]
+        raise argparse.ArgumentTypeError(f"expected C,H,W such as 1,28,28 or 3,32,32, got {text!r}") from None
+    if min(channels, height, width) < 1:
+        raise argparse.ArgumentTypeError(f"C, H and W must be positive, got {text!r}")
+    return channels, height, width
 
 
 def float_list(text: str) -> tuple[float, ...]:
