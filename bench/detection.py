@@ -61,8 +61,14 @@ def clean_images_for(dataset: str, count: int) -> torch.Tensor:
 
 
 def detector_key(detector: Detector) -> str:
-    """Identifies a detector *and its settings* in the result cache (dataclass reprs list every option)."""
-    return repr(detector)
+    """Identifies a detector *and its settings* in the result cache.
+
+    Dataclass detectors list every option in their repr; others are expected to hold their options
+    in a ``config`` attribute with such a repr (a default object repr would never match again, which
+    only costs a recomputation).
+    """
+    config = getattr(detector, "config", None)
+    return f"{detector.name}:{config!r}" if config is not None else repr(detector)
 
 
 def run_detectors(
