@@ -9,7 +9,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -75,7 +75,7 @@ class CheckpointFacts:
 
 
 def create_checkpoint(*, session: Session, team_id: uuid.UUID, facts: CheckpointFacts) -> Checkpoint:
-    checkpoint = Checkpoint(team_id=team_id, **facts.__dict__)
+    checkpoint = Checkpoint(team_id=team_id, **asdict(facts))
     session.add(checkpoint)
     session.flush()
     return checkpoint

@@ -39,7 +39,7 @@ class ReceivedUpload:
     staged: StagedFile
 
 
-def _bad_request(detail: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTTPException:
+def _refuse(detail: str, code: int = status.HTTP_422_UNPROCESSABLE_CONTENT) -> HTTPException:
     return HTTPException(status_code=code, detail=detail)
 
 
@@ -87,12 +87,12 @@ class _FormCollector:
         self.part.is_file = b"filename" in options
         if self.part.is_file and self.part.name != FILE_FIELD:
             self._fail(
-                _bad_request(f"unexpected file field {self.part.name!r}: send the checkpoint as 'file'")
+                _refuse(f"unexpected file field {self.part.name!r}: send the checkpoint as 'file'")
             )
         elif self.part.is_file and self.file_seen:
-            self._fail(_bad_request("send exactly one checkpoint file per upload"))
+            self._fail(_refuse("send exactly one checkpoint file per upload"))
         elif not self.part.is_file and len(self.fields) >= MAX_FIELDS:
-            self._fail(_bad_request(f"too many form fields (at most {MAX_FIELDS})"))
+            self._fail(_refuse(f"too many form fields (at most {MAX_FIELDS})"))
         self.file_seen = self.file_seen or self.part.is_file
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -103,14 +103,14 @@ class _FormCollector:
             return
         self.part.value.extend(data[start:end])
         if len(self.part.value) > MAX_FIELD_BYTES:
-            self._fail(_bad_request(f"form field {self.part.name!r} is longer than {MAX_FIELD_BYTES} bytes"))
+            self._fail(_refuse(f"form field {self.part.name!r} is longer than {MAX_FIELD_BYTES} bytes"))
 
     def _part_end(self) -> None:
         if self.error is None and not self.part.is_file:
             try:
                 self.fields[self.part.name] = self.part.value.decode("utf-8")
             except UnicodeDecodeError:
-                self._fail(_bad_request(f"form field {self.part.name!r} is not UTF-8 text"))
+                self._fail(_refuse(f"form field {self.part.name!r} is not UTF-8 text"))
 
 
 async def receive_upload(request: Request, storage: Storage, max_bytes: int) -> ReceivedUpload:
@@ -118,7 +118,7 @@ async def receive_upload(request: Request, storage: Storage, max_bytes: int) -> 
     content_type, options = parse_options_header(request.headers.get("content-type"))
     boundary = options.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise _bad_request(
+        raise _refuse(
             "send the checkpoint as multipart/form-data with a 'file' part "
             "(e.g. curl -F file=@model.safetensors -F input_shape=1,28,28 -F num_classes=10 ...)",
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -143,14 +143,14 @@ async def receive_upload(request: Request, storage: Storage, max_bytes: int) -> 
         if collector.error is not None:
             raise collector.error
         if not collector.file_seen:
-            raise _bad_request("the form has no 'file' part: attach the checkpoint as file=@<path>")
+            raise _refuse("the form has no 'file' part: attach the checkpoint as file=@<path>")
         await run_in_threadpool(staged.close)
     except UploadTooLarge as exc:
         staged.discard()
         raise _too_large(exc.limit) from exc
     except MultipartParseError as exc:
         staged.discard()
-        raise _bad_request(f"malformed multipart body: {exc}") from exc
+        raise _refuse(f"malformed multipart body: {exc}") from exc
     except BaseException:
         staged.discard()
         raise

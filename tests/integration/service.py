@@ -138,6 +138,9 @@ class Api:
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Half the default cost (one restart) and still a wide margin on the fixture pair: measured P(backdoored)
+# 0.998 for the BadNets model vs 0.017 for its clean twin (15 CPU-seconds each, one thread).
+DETECTION_CONFIG: dict[str, Any] = {"saliency": {"restarts": 1}}
 
 
 def check_detection_flow(

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.integration.conftest import free_port, service_env
-from tests.integration.service import Api, Process, check_detection_flow, python_command, wait_ready
+from tests.integration.service import DETECTION_CONFIG, Api, Process, check_detection_flow, python_command, wait_ready
 
 pytestmark = pytest.mark.slow
 REDIS_URL = "redis://127.0.0.1:6379"
@@ -79,7 +79,9 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 def test_backdoored_model_flagged_and_clean_twin_passes(
     stack: Stack, badnets_checkpoint: Any, clean_checkpoint: Any
 ) -> None:
-    check_detection_flow(stack.red, stack.blue, badnets_checkpoint, clean_checkpoint, stack.processes, config={})
+    check_detection_flow(
+        stack.red, stack.blue, badnets_checkpoint, clean_checkpoint, stack.processes, config=DETECTION_CONFIG
+    )
 
 
 def test_hostile_upload_is_refused_by_the_cpu_worker(stack: Stack, tmp_path: Path) -> None:

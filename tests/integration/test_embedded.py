@@ -20,7 +20,15 @@ from app.cli.serve import BOOTSTRAP_KEY_FILE
 from app.core.db import session_scope
 from app.core.settings import Settings
 from tests.integration.conftest import free_port, service_env
-from tests.integration.service import Api, Process, check_detection_flow, python_command, wait_ready, worker_pids
+from tests.integration.service import (
+    DETECTION_CONFIG,
+    Api,
+    Process,
+    check_detection_flow,
+    python_command,
+    wait_ready,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +76,9 @@ def test_backdoored_model_flagged_and_clean_twin_passes(
     embedded: Embedded, badnets_checkpoint: Any, clean_checkpoint: Any
 ) -> None:
     other = Api(embedded.api.base_url, embedded.key_for("blue"))
-    check_detection_flow(embedded.api, other, badnets_checkpoint, clean_checkpoint, [embedded.process], config={})
+    check_detection_flow(
+        embedded.api, other, badnets_checkpoint, clean_checkpoint, [embedded.process], config=DETECTION_CONFIG
+    )
 
 
 def _progress(api: Api, audit_id: str) -> dict[str, Any]:
