@@ -82,15 +82,11 @@ def create_checkpoint(*, session: Session, team_id: uuid.UUID, facts: Checkpoint
 
 
 def get_checkpoint(*, session: Session, team_id: uuid.UUID, checkpoint_id: uuid.UUID) -> Checkpoint | None:
-    return session.scalar(
-        select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.team_id == team_id)
-    )
+    return session.scalar(select(Checkpoint).where(Checkpoint.id == checkpoint_id, Checkpoint.team_id == team_id))
 
 
 def get_checkpoint_by_sha256(*, session: Session, team_id: uuid.UUID, sha256: str) -> Checkpoint | None:
-    return session.scalar(
-        select(Checkpoint).where(Checkpoint.sha256 == sha256, Checkpoint.team_id == team_id)
-    )
+    return session.scalar(select(Checkpoint).where(Checkpoint.sha256 == sha256, Checkpoint.team_id == team_id))
 
 
 def list_checkpoints(
@@ -99,19 +95,13 @@ def list_checkpoints(
     where = Checkpoint.team_id == team_id
     count = session.scalar(select(func.count()).select_from(Checkpoint).where(where)) or 0
     rows = session.scalars(
-        select(Checkpoint)
-        .where(where)
-        .order_by(Checkpoint.created_at.desc(), Checkpoint.id)
-        .offset(skip)
-        .limit(limit)
+        select(Checkpoint).where(where).order_by(Checkpoint.created_at.desc(), Checkpoint.id).offset(skip).limit(limit)
     ).all()
     return rows, count
 
 
 def checkpoint_has_unfinished_audits(*, session: Session, checkpoint_id: uuid.UUID) -> bool:
-    query = (
-        select(Audit.id).where(Audit.checkpoint_id == checkpoint_id, Audit.status.in_(UNFINISHED)).limit(1)
-    )
+    query = select(Audit.id).where(Audit.checkpoint_id == checkpoint_id, Audit.status.in_(UNFINISHED)).limit(1)
     return session.scalar(query) is not None
 
 
@@ -130,9 +120,7 @@ def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> bool:
 # --- audits ------------------------------------------------------------------------------------------
 
 
-def create_audit(
-    *, session: Session, team_id: uuid.UUID, checkpoint: Checkpoint, config: dict[str, Any]
-) -> Audit:
+def create_audit(*, session: Session, team_id: uuid.UUID, checkpoint: Checkpoint, config: dict[str, Any]) -> Audit:
     audit = Audit(
         team_id=team_id,
         checkpoint_id=checkpoint.id,
@@ -191,9 +179,7 @@ def get_checkpoint_for_worker(*, session: Session, checkpoint_id: uuid.UUID) -> 
 
 
 def list_unfinished_audit_ids(*, session: Session) -> list[uuid.UUID]:
-    return list(
-        session.scalars(select(Audit.id).where(Audit.status.in_(UNFINISHED)).order_by(Audit.created_at))
-    )
+    return list(session.scalars(select(Audit.id).where(Audit.status.in_(UNFINISHED)).order_by(Audit.created_at)))
 
 
 def mark_audit_running(*, session: Session, audit_id: uuid.UUID, device: str | None = None) -> None:
@@ -232,12 +218,7 @@ def upsert_class_result(
         set_={"success_rate": success_rate, "stability": stability, "map_key": map_key},
     )
     session.execute(statement)
-    done = (
-        select(func.count())
-        .select_from(ClassResult)
-        .where(ClassResult.audit_id == audit_id)
-        .scalar_subquery()
-    )
+    done = select(func.count()).select_from(ClassResult).where(ClassResult.audit_id == audit_id).scalar_subquery()
     session.execute(update(Audit).where(Audit.id == audit_id).values(progress_done=done))
 
 

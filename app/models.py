@@ -155,9 +155,7 @@ class ClassResult(Base):
     """The map of one class of one audit; upserted by ``(audit_id, class_index)`` so retries are harmless."""
 
     __tablename__ = "class_results"
-    __table_args__ = (
-        UniqueConstraint("audit_id", "class_index", name="uq_class_results_audit_id_class_index"),
-    )
+    __table_args__ = (UniqueConstraint("audit_id", "class_index", name="uq_class_results_audit_id_class_index"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     audit_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("audits.id", ondelete="CASCADE"), index=True)

@@ -33,9 +33,7 @@ class CheckpointCreate(BaseModel):
     num_classes: int = Field(ge=2, le=100_000)
     arch: str | None = Field(default=None, max_length=100, description="Registered architecture name")
     name: str | None = Field(default=None, max_length=200)
-    mean: list[float] | None = Field(
-        default=None, max_length=16, description="Per-channel mean; omit if none"
-    )
+    mean: list[float] | None = Field(default=None, max_length=16, description="Per-channel mean; omit if none")
     std: list[float] | None = Field(default=None, max_length=16)
     class_names: list[str] | None = Field(default=None, max_length=100_000)
 

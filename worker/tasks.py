@@ -125,9 +125,7 @@ def _load_unfinished(session: Session, audit_id: str) -> tuple[Audit, Checkpoint
         else None
     )
     if checkpoint is None:
-        raise AuditFailed(
-            "the audited checkpoint was deleted before the audit ran; upload it again and resubmit"
-        )
+        raise AuditFailed("the audited checkpoint was deleted before the audit ran; upload it again and resubmit")
     return audit, checkpoint
 
 
@@ -145,9 +143,7 @@ def _model(checkpoint: Checkpoint) -> LoadedModel:
     )
     path = Storage(settings.storage_root).path(Storage.checkpoint_key(checkpoint.sha256))
     if not path.is_file():
-        raise AuditFailed(
-            f"checkpoint file {checkpoint.sha256[:12]}... is missing from storage; upload it again"
-        )
+        raise AuditFailed(f"checkpoint file {checkpoint.sha256[:12]}... is missing from storage; upload it again")
     return runtime.get_model(
         path,
         spec,
@@ -256,9 +252,7 @@ def finalize_audit(audit_id: str) -> None:
         score = score_audit(loaded.module, maps, loaded.input_shape, config=config.scoring, device=on)
         finished = utcnow()
         seconds = (finished - audit.started_at).total_seconds() if audit.started_at else 0.0
-        report = build_report(
-            loaded=loaded, maps=maps, score=score, config=config, seconds=seconds, device=str(on)
-        )
+        report = build_report(loaded=loaded, maps=maps, score=score, config=config, seconds=seconds, device=str(on))
         for name, png in render_images(maps, score).items():
             storage.write_bytes(Storage.audit_key(audit.id, name), png)
         storage.write_bytes(Storage.audit_key(audit.id, REPORT_FILE), json.dumps(report, indent=2).encode())
@@ -270,8 +264,7 @@ def finalize_audit(audit_id: str) -> None:
                 probability=float(report["probability"]),
                 suspected_classes=[int(k) for k in report["suspected_classes"]],
                 class_scores={
-                    int(c["class_index"]): (float(c["score"]), bool(c["suspected"]))
-                    for c in report["classes"]
+                    int(c["class_index"]): (float(c["score"]), bool(c["suspected"])) for c in report["classes"]
                 },
                 finished_at=finished,
             )

@@ -86,9 +86,7 @@ class _FormCollector:
         self.part.name = options.get(b"name", b"").decode("utf-8", "replace")
         self.part.is_file = b"filename" in options
         if self.part.is_file and self.part.name != FILE_FIELD:
-            self._fail(
-                _refuse(f"unexpected file field {self.part.name!r}: send the checkpoint as 'file'")
-            )
+            self._fail(_refuse(f"unexpected file field {self.part.name!r}: send the checkpoint as 'file'"))
         elif self.part.is_file and self.file_seen:
             self._fail(_refuse("send exactly one checkpoint file per upload"))
         elif not self.part.is_file and len(self.fields) >= MAX_FIELDS:

@@ -40,9 +40,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 def make_celery(settings: Settings) -> Celery:
     """A Celery app configured for this deployment (API client and workers alike)."""
-    celery = Celery(
-        "backdoor_audit", broker=settings.broker_url_resolved, backend=settings.result_backend_resolved
-    )
+    celery = Celery("backdoor_audit", broker=settings.broker_url_resolved, backend=settings.result_backend_resolved)
     celery.conf.update(
         task_serializer="json",
         result_serializer="json",

@@ -34,9 +34,7 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["team_id"], ["teams.id"], name=op.f("fk_api_keys_team_id_teams"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], name=op.f("fk_api_keys_team_id_teams"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_api_keys_key_hash")),
     )
@@ -76,9 +74,7 @@ def upgrade() -> None:
         sa.Column("checkpoint_sha256", sa.String(length=64), nullable=False),
         sa.Column(
             "status",
-            sa.Enum(
-                "queued", "running", "succeeded", "failed", name="audit_status", native_enum=False, length=16
-            ),
+            sa.Enum("queued", "running", "succeeded", "failed", name="audit_status", native_enum=False, length=16),
             nullable=False,
         ),
         sa.Column("config", sa.JSON(), nullable=False),
@@ -102,9 +98,7 @@ def upgrade() -> None:
             name=op.f("fk_audits_checkpoint_id_checkpoints"),
             ondelete="SET NULL",
         ),
-        sa.ForeignKeyConstraint(
-            ["team_id"], ["teams.id"], name=op.f("fk_audits_team_id_teams"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["team_id"], ["teams.id"], name=op.f("fk_audits_team_id_teams"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audits")),
     )
     with op.batch_alter_table("audits", schema=None) as batch_op:

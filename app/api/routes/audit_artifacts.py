@@ -30,17 +30,13 @@ def load_report(audit: Audit, storage: Storage) -> dict[str, Any]:
     return report
 
 
-@router.get(
-    "/{audit_id}/report", response_model=dict[str, Any], responses={409: {"description": "Not finished"}}
-)
+@router.get("/{audit_id}/report", response_model=dict[str, Any], responses={409: {"description": "Not finished"}})
 def read_report(audit: AuditDep, storage: StorageDep) -> dict[str, Any]:
     """The report.json contract (the same document ``backdoor-audit scan`` writes)."""
     return load_report(audit, storage)
 
 
-@router.get(
-    "/{audit_id}/report.html", response_class=HTMLResponse, responses={409: {"description": "Not finished"}}
-)
+@router.get("/{audit_id}/report.html", response_class=HTMLResponse, responses={409: {"description": "Not finished"}})
 def read_report_html(audit: AuditDep, storage: StorageDep) -> HTMLResponse:
     """A self-contained printable report with every image embedded."""
     from app.reports.html import render_report_html

@@ -26,9 +26,7 @@ def normalised_config(config: dict[str, Any]) -> dict[str, Any]:
     try:
         return AuditConfig.from_dict(config).to_dict()
     except ValueError as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"invalid audit config: {exc}"
-        ) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"invalid audit config: {exc}") from exc
 
 
 @router.post(

@@ -35,9 +35,7 @@ def readyz(settings: SettingsDep, queue: QueueDep) -> HealthPublic | JSONRespons
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"error: {exc.__class__.__name__}: {exc}"
-    body = HealthPublic(
-        status="ok" if all(v == "ok" for v in checks.values()) else "unavailable", checks=checks
-    )
+    body = HealthPublic(status="ok" if all(v == "ok" for v in checks.values()) else "unavailable", checks=checks)
     if body.status != "ok":
         return JSONResponse(body.model_dump(), status_code=503)
     return body
