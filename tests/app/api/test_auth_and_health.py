@@ -29,6 +29,7 @@ def test_health_ready_and_metrics(client: TestClient, queue: RecordingQueue) -> 
 
 
 def test_openapi_documents_the_upload_form(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     upload = schema["paths"]["/api/v1/checkpoints"]["post"]["requestBody"]["content"]["multipart/form-data"]
     assert set(upload["schema"]["required"]) == {"file", "input_shape", "num_classes"}
