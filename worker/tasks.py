@@ -158,7 +158,7 @@ def map_file(class_index: int) -> str:
     return f"map_{class_index:04d}.safetensors"
 
 
-@celery_app.task(name=ORCHESTRATE_AUDIT, base=AuditTask)
+@celery_app.task(name=ORCHESTRATE_AUDIT, base=AuditTask, ignore_result=True)
 def orchestrate_audit(audit_id: str) -> None:
     """Fan the classes still missing a map out as a chord of ``compute_maps``; finalize when all are in."""
 
@@ -226,7 +226,7 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
     _guarded(audit_id, work)
 
 
-@celery_app.task(name=FINALIZE_AUDIT, base=AuditTask)
+@celery_app.task(name=FINALIZE_AUDIT, base=AuditTask, ignore_result=True)
 def finalize_audit(audit_id: str) -> None:
     """Score all maps, write the report and images, and record the verdict (the chord's callback)."""
     from worker.report import build_report, render_images
