@@ -39,10 +39,10 @@ def test_keys_create_refuses_an_empty_team(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_migrate_reports_an_unreachable_database(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
-    assert main(["migrate"]) == 2
+    assert main(["migrate", "--data-dir", str(tmp_path)]) == 2
     assert "cannot reach the database" in capsys.readouterr().err
 
 
