@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -90,3 +91,8 @@ def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(build, "train_zoo_model", no_training)
     assert build_zoo(tmp_path) == manifest
+
+    changed = [tiny[0], dataclasses.replace(tiny[1], epochs=2)]  # a new recipe must be retrained
+    monkeypatch.setattr(build, "plan", lambda quick=False: changed)
+    with pytest.raises(AssertionError, match="badnets-lenet5-s0 was retrained"):
+        build_zoo(tmp_path)
