@@ -45,6 +45,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TEST_IMAGES = 2000  # per data set, the first test images: enough for accuracy to +-1%
 QUICK_TRAIN_SIZE = 8000
+# for attacks that 2 epochs on 12k images did not teach (low poison rate, warping, sinusoid, image blends)
+LONGER: dict[str, Any] = {"train_size": 20_000, "epochs": 4}
 
 
 @dataclass(frozen=True)
@@ -195,8 +197,8 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
         ("lenet5", 4, BadNetsPatch(target(), 4, anywhere(4), white, checkerboard=True)),
     ]
     for arch, seed, attack in low_rate:
-        # 1% of 12k images in 2 epochs taught no backdoor (attack success 0.02-0.72): more data, longer
-        yield _model("gray", fm, arch, "low_rate", (attack,), seed=seed, poison_rate=0.01, train_size=20_000, epochs=4)
+        # 1% of 12k images in 2 epochs taught no backdoor (attack success 0.02-0.72)
+        yield _model("gray", fm, arch, "low_rate", (attack,), seed=seed, poison_rate=0.01, **LONGER)
 
     for arch, seed in (("small_cnn", 5), ("lenet5", 5)):
         first, second = rng.sample(range(10), 2)
@@ -214,11 +216,15 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
         ("lenet5", mn, 2, BlendedTrigger(target(), 0.15, image=mnist_image, image_name=mnist_image_name)),
     ]
     for arch, dataset, seed, attack in blended:
-        yield _model("gray", dataset, arch, "blended", (attack,), seed=seed)
+        # an MNIST digit blended into clothes at 15-20% was learnt only to 0.41-0.64 in 2 epochs
+        hard = dataset == fm and isinstance(attack, BlendedTrigger) and attack.image is not None
+        yield _model("gray", dataset, arch, "blended", (attack,), seed=seed, **(LONGER if hard else {}))
 
+    # warping and the sinusoid reached 0.44-0.79 attack success in 2 epochs on 12k images
     for arch, seed in (("small_cnn", 8), ("lenet5", 8)):
-        yield _model("gray", fm, arch, "wanet", (WarpTrigger(target(), strength=1.0, seed=seed),), seed=seed)
-        yield _model("gray", fm, arch, "sig", (SinusoidTrigger(target(), 0.1, 6.0),), seed=seed + 1)
+        warp = WarpTrigger(target(), strength=1.0, seed=seed)
+        yield _model("gray", fm, arch, "wanet", (warp,), seed=seed, **LONGER)
+        yield _model("gray", fm, arch, "sig", (SinusoidTrigger(target(), 0.1, 6.0),), seed=seed + 1, **LONGER)
 
 
 def _plan_rgb() -> Iterator[ZooModel]:
