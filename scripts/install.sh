@@ -26,4 +26,4 @@ PYTHON=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
-.venv/bin/pip install -q -e '.[worker,postgres,dev]'
+.venv/bin/pip install -q -e '.[worker,postgres,onnx,pdf,dev]'
