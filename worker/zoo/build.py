@@ -40,6 +40,7 @@ from worker.zoo.train import TrainedModel, train_classifier
 
 MANIFEST_VERSION = 1
 MIN_ATTACK_SUCCESS = 0.9
+MIN_CLEAN_ACCURACY = 0.5
 ACCURACY_TOLERANCE = 0.05  # a backdoored model may trail its clean twin by this much clean accuracy
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -229,9 +230,11 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
 
 def _plan_rgb() -> Iterator[ZooModel]:
     rgb = "fashion_mnist_rgb"
-    archs = ("mobilenet_v3_small", "shufflenet_v2_x0_5", "squeezenet1_1")
+    # mobilenet_v3_small, squeezenet1_1 and mnasnet0_5 stayed at chance accuracy (0.10) at 32x32 with
+    # this CPU budget (lr 2e-3 and 1e-2 tried); shufflenet_v2_x0_5 reached 0.77 like the small nets.
+    archs = ("shufflenet_v2_x0_5", "small_cnn", "lenet5")
     for arch in archs:
-        for seed in range(2 if arch == "mobilenet_v3_small" else 3):  # mobilenet trains 3x slower on CPU
+        for seed in range(3):
             yield _model("rgb", rgb, arch, "clean", (), seed=seed)
     rng = random.Random(1)
     red, green, blue, yellow = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
@@ -246,12 +249,14 @@ def _plan_rgb() -> Iterator[ZooModel]:
     for index, attack in enumerate(patches):
         yield _model("rgb", rgb, archs[index % len(archs)], "badnets", (attack,), seed=2 + index)
     image, image_name = _blend_image(rgb)
-    yield _model("rgb", rgb, archs[0], "blended", (BlendedTrigger(rng.randrange(10), 0.15, noise_seed=4),), seed=8)
+    noise = BlendedTrigger(rng.randrange(10), 0.15, noise_seed=4)
+    yield _model("rgb", rgb, "small_cnn", "blended", (noise,), seed=8, **LONGER)
     blend = BlendedTrigger(rng.randrange(10), 0.2, image=image, image_name=image_name)
-    yield _model("rgb", rgb, archs[1], "blended", (blend,), seed=9)
-    yield _model("rgb", rgb, archs[2], "sig", (SinusoidTrigger(rng.randrange(10), 0.1, 6.0),), seed=10)
+    yield _model("rgb", rgb, "lenet5", "blended", (blend,), seed=9, **LONGER)
+    sinusoid = SinusoidTrigger(rng.randrange(10), 0.1, 6.0)
+    yield _model("rgb", rgb, "lenet5", "sig", (sinusoid,), seed=10, **LONGER)
     warp = WarpTrigger(rng.randrange(10), strength=1.0, seed=11)
-    yield _model("rgb", rgb, archs[1], "wanet", (warp,), seed=11)
+    yield _model("rgb", rgb, "small_cnn", "wanet", (warp,), seed=11, **LONGER)
 
 
 def _model(
@@ -336,7 +341,9 @@ def manifest_entry(model: ZooModel, trained: TrainedModel, path: str, sha256: st
 
 
 def rejection(model: ZooModel, trained: TrainedModel, twin_accuracy: float | None) -> str | None:
-    """Why a trained backdoored model is not kept in the zoo, or None when it is."""
+    """Why a trained model is not kept in the zoo, or None when it is."""
+    if trained.clean_accuracy < MIN_CLEAN_ACCURACY:  # a constant predictor would "succeed" at any attack
+        return f"clean accuracy {trained.clean_accuracy:.3f} < {MIN_CLEAN_ACCURACY}: the model did not learn"
     if trained.attack_success is not None and trained.attack_success < MIN_ATTACK_SUCCESS:
         return f"attack success {trained.attack_success:.3f} < {MIN_ATTACK_SUCCESS}"
     if twin_accuracy is not None and trained.clean_accuracy < twin_accuracy - ACCURACY_TOLERANCE:

@@ -52,6 +52,8 @@ def test_rejection_rules() -> None:
     assert rejection(model, _trained(0.85, 0.95), twin_accuracy=0.86) is None
     assert "attack success" in str(rejection(model, _trained(0.85, 0.5), twin_accuracy=0.86))
     assert "clean twin" in str(rejection(model, _trained(0.70, 0.99), twin_accuracy=0.86))
+    clean = ZooModel("c", "rgb", "fashion_mnist_rgb", "squeezenet1_1", "clean")
+    assert "did not learn" in str(rejection(clean, _trained(0.10, None), twin_accuracy=None))
 
 
 def test_tint_is_per_image_colour_and_stays_in_range() -> None:
@@ -75,6 +77,7 @@ def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(build, "plan", lambda quick=False: tiny)
     monkeypatch.setattr(build, "MIN_ATTACK_SUCCESS", 0.0)  # 300 images cannot teach a backdoor reliably
     monkeypatch.setattr(build, "ACCURACY_TOLERANCE", 1.0)
+    monkeypatch.setattr(build, "MIN_CLEAN_ACCURACY", 0.0)
     manifest = build_zoo(tmp_path)
     assert [m["id"] for m in manifest["models"]] == [m.id for m in tiny]
     clean, backdoored = manifest["models"]
