@@ -8,7 +8,9 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """``window`` is the side of the square trigger search window as a fraction of min(H, W).
+    """Window sides are fractions of min(H, W). ``trigger_window`` is the small candidate trigger that is
+    stamped onto probes (a real trigger flips them even when small); ``window`` is the wider window whose
+    share of the map's energy measures how concentrated the map is.
 
     ``probes_per_class`` is how many probe inputs per other class carry a candidate trigger in the
     transfer test. The anomaly threshold is Neural Cleanse's customary 2; the probability thresholds
@@ -16,6 +18,7 @@ class ScoringConfig:
     """
 
     window: float = 0.15
+    trigger_window: float = 0.1
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
     suspicious_at: float = 0.5
@@ -23,8 +26,8 @@ class ScoringConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 < self.window <= 1:
-            raise ValueError("invalid scoring config: window must be in (0, 1]")
+        if not (0 < self.window <= 1 and 0 < self.trigger_window <= 1):
+            raise ValueError("invalid scoring config: window and trigger_window must be fractions in (0, 1]")
         if self.probes_per_class < 1:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:

@@ -28,10 +28,10 @@ from worker.scoring.features import (
 )
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
-# Evidence -> probability. Evidence is the concentration anomaly index weighted by the transfer rate;
-# centre and slope were set on the development zoo (BENCHMARKS.md), not by taste.
-EVIDENCE_CENTRE = 4.0
-EVIDENCE_SLOPE = 1.2
+# Evidence -> probability, set on the development split of the zoo (BENCHMARKS.md): clean models there
+# reached evidence 0.56 at most, patch-backdoored ones 0.88 at least.
+EVIDENCE_CENTRE = 0.7
+EVIDENCE_SLOPE = 6.0
 
 
 @dataclass
@@ -127,6 +127,31 @@ def score_audit(
             module.training = flag
 
 
+@dataclass
+class _Scale:
+    """Every class's best window of one size, and how well that window transfers."""
+
+    windows: list[Window]
+    concentration: torch.Tensor
+    transfer: torch.Tensor
+    triggers: list[TriggerEstimate]
+
+
+def _at_scale(
+    model: nn.Module,
+    raw: torch.Tensor,
+    pixel_energy: torch.Tensor,
+    size: int,
+    probes: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+) -> _Scale:
+    height, width = raw.shape[-2:]
+    windows, concentration = best_windows(pixel_energy, size)
+    triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
+    transfer = _transfer_rates(model, probes[0], probes[1], triggers, device)
+    return _Scale(windows=windows, concentration=concentration.cpu(), transfer=transfer, triggers=triggers)
+
+
 def _score(
     model: nn.Module,
     maps: list[ClassMap],
@@ -138,23 +163,21 @@ def _score(
     _, height, width = input_shape
     raw = torch.stack([m.raw for m in maps]).to(device)
     pixel_energy = energy(raw)
-    windows, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
-    hotspot = shared_hotspot(pixel_energy.cpu(), windows)
-    triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
-    probes, predictions = _probes(model, raw, config, device, clean_images)
-    transfer = _transfer_rates(model, probes, predictions, triggers, device)
-
-    concentration = concentration.cpu()
-    anomaly = anomaly_index(concentration, floor=0.01)
-    evidence = anomaly.clamp_min(0) * transfer
-    probability = backdoor_probability(float(evidence.max()), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE)
+    probes = _probes(model, raw, config, device, clean_images)
+    trigger = _at_scale(model, raw, pixel_energy, window_size(height, width, config.trigger_window), probes, device)
+    context = _at_scale(model, raw, pixel_energy, window_size(height, width, config.window), probes, device)
+    anomaly = anomaly_index(context.concentration, floor=0.01)
+    # A class is a backdoor target when a small window of its map flips other classes' probes (transfer)
+    # *and* its map is outlyingly concentrated on a window that transfers too. Chosen on the development
+    # zoo against single-feature scores (BENCHMARKS.md, "Defaults by measurement").
+    evidence = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
+    class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
+    probability = max(class_probability)
     verdict = verdict_for(probability, config)
     ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))
-    suspected = (
-        [k for k in ranked if anomaly[k] > config.anomaly_threshold and transfer[k] >= 0.5] or ranked[:1]
-        if verdict != "clean"
-        else []
-    )
+    flagged = [k for k in ranked if class_probability[k] >= config.suspicious_at]
+    suspected = flagged or ranked[:1] if verdict != "clean" else []
+    hotspot = shared_hotspot(pixel_energy.cpu(), trigger.windows)
     classes = [
         ClassScore(
             class_index=k,
@@ -163,12 +186,13 @@ def _score(
             success_rate=m.success_rate,
             stability=m.stability,
             features={
-                "concentration": float(concentration[k]),
-                "transfer_rate": float(transfer[k]),
+                "concentration": float(context.concentration[k]),
+                "transfer_rate": float(trigger.transfer[k]),
+                "context_transfer_rate": float(context.transfer[k]),
                 "shared_hotspot": float(hotspot[k]),
                 "final_probability": m.trace[-1] if m.trace else 0.0,
             },
-            trigger=triggers[k],
+            trigger=trigger.triggers[k],
             suspected=k in suspected,
         )
         for k, m in enumerate(maps)
