@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from worker.json_config import JsonConfig
 
 SeedDistribution = Literal["uniform", "gaussian", "lowfreq"]
 Loss = Literal["ce", "margin"]
@@ -13,13 +15,15 @@ Surface = Literal["sphere", "ball"]
 
 
 @dataclass(frozen=True)
-class SaliencyConfig:
+class SaliencyConfig(JsonConfig):
     """Settings of the map engine (DESIGN.md section 2).
 
     ``radius`` is the perturbation budget as an RMS value per element, so one number means the same on
     1x28x28 and 3x224x224 inputs: the l2 budget is ``radius * sqrt(C*H*W)``; for the l-inf norm it is
     ``radius`` itself. ``step_size`` is in pixel units (1/255 = one intensity level per step).
     """
+
+    label: ClassVar[str] = "saliency"
 
     seed_distribution: SeedDistribution = "uniform"
     loss: Loss = "ce"
@@ -61,15 +65,3 @@ class SaliencyConfig:
         ):
             if getattr(self, name) not in allowed.__args__:  # type: ignore[attr-defined]
                 raise ValueError(f"invalid saliency config: {name} must be one of {allowed.__args__}")  # type: ignore[attr-defined]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SaliencyConfig:
-        """Build from user JSON, refusing unknown keys so a typo is an error, not a silent default."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown saliency config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**data)

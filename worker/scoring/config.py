@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
+
+from worker.json_config import JsonConfig
 
 
 @dataclass(frozen=True)
-class ScoringConfig:
+class ScoringConfig(JsonConfig):
     """Window sides are fractions of min(H, W). ``trigger_window`` is the small candidate trigger that is
     stamped onto probes (a real trigger flips them even when small); ``window`` is the wider window whose
     share of the map's energy measures how concentrated the map is.
@@ -16,6 +18,8 @@ class ScoringConfig:
     transfer test. The anomaly threshold is Neural Cleanse's customary 2; the probability thresholds
     map the calibrated P(backdoored) to a verdict.
     """
+
+    label: ClassVar[str] = "scoring"
 
     window: float = 0.15
     trigger_window: float = 0.1
@@ -32,14 +36,3 @@ class ScoringConfig:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:
             raise ValueError("invalid scoring config: need 0 < suspicious_at <= backdoored_at <= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ScoringConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown scoring config keys: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        return cls(**data)
