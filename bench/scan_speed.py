@@ -53,7 +53,8 @@ def main() -> int:
             f"suspected {report['suspected_classes']}"
         )
     print(
-        f"scan wall time on {args.device} with {os.cpu_count()} cores: median {statistics.median(walls):.1f} s, "
+        f"scan wall time on {args.device} ({os.cpu_count()} cores, torch threads: {args.threads or 'default'}): "
+        f"median {statistics.median(walls):.1f} s, "
         f"min {min(walls):.1f} s, max {max(walls):.1f} s over {len(walls)} runs (target <= 30 s)"
     )
     return 0
