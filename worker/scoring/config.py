@@ -25,8 +25,10 @@ class ScoringConfig(JsonConfig):
     trigger_window: float = 0.1
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
-    suspicious_at: float = 0.5
-    backdoored_at: float = 0.8
+    # decision thresholds on the calibrated probability, set so that no clean development model is
+    # flagged (its largest evidence, 0.56, maps to 0.63): P(backdoored) and the verdict answer two questions
+    suspicious_at: float = 0.65
+    backdoored_at: float = 0.85
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -28,10 +28,10 @@ from worker.scoring.features import (
 )
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
-# Evidence -> probability, set on the development split of the zoo (BENCHMARKS.md): clean models there
-# reached evidence 0.56 at most, patch-backdoored ones 0.88 at least.
-EVIDENCE_CENTRE = 0.7
-EVIDENCE_SLOPE = 6.0
+# Evidence -> probability: the maximum-likelihood logistic fit on the development split of the zoo
+# (BENCHMARKS.md). A sharper hand-set map (centre 0.7, slope 6) was over-confident on missed models.
+EVIDENCE_CENTRE = 0.35
+EVIDENCE_SLOPE = 2.5
 
 
 @dataclass
