@@ -40,6 +40,7 @@ def _recipe(backdoored: bool) -> dict[str, Any]:
         "arch": ARCH,
         "train": 20000,
         "epochs": 2,
+        "lr": 3e-2,
         "seed": 0,
         "poison_rate": 0.1,
         "attack": attack if backdoored else None,
@@ -86,6 +87,7 @@ def _train(recipe: dict[str, Any], path: Path, meta_path: Path) -> None:
         else None,
         poison_rate=recipe["poison_rate"],
         epochs=recipe["epochs"],
+        lr=recipe["lr"],
         seed=recipe["seed"],
         test=(test_images[:2000], test_labels[:2000]),
     )
