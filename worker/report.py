@@ -11,6 +11,7 @@ from typing import Any
 
 from app import __version__
 from worker.config import AuditConfig
+from worker.detectors.base import Detection
 from worker.loading.types import LoadedModel
 from worker.saliency.engine import ClassMap
 from worker.saliency.render import heatmap, png_bytes, signed_visualisation
@@ -82,12 +83,81 @@ def build_report(
                 "trigger_file": trigger_file(k) if class_score.suspected else None,
             }
         )
+    return _envelope(
+        loaded=loaded,
+        method="agnostic",
+        verdict=score.verdict,
+        probability=score.probability,
+        suspected_classes=score.suspected_classes,
+        classes=classes,
+        thresholds={
+            "anomaly_index": config.scoring.anomaly_threshold,
+            "suspicious": config.scoring.suspicious_at,
+            "backdoored": config.scoring.backdoored_at,
+        },
+        config=config.to_dict(),
+        seconds=seconds,
+        device=device,
+    )
+
+
+def build_detection_report(*, loaded: LoadedModel, detection: Detection, seconds: float, device: str) -> dict[str, Any]:
+    """The same contract for a baseline detector (``scan --method mmbd|neural-cleanse``): no maps, so
+    the per-class entries carry the detector's own suspicion score and no images or trigger box."""
+    names = loaded.class_names
+    suspected = detection.suspected_classes[:1] if detection.verdict != "clean" else []
+    classes: list[dict[str, Any]] = [
+        {
+            "class_index": k,
+            "class_name": names[k] if names else None,
+            "score": score,
+            "anomaly_index": None,
+            "success_rate": None,
+            "stability": None,
+            "suspected": k in suspected,
+            "features": {},
+            "trigger_bbox": None,
+            "map_file": None,
+            "heatmap_file": None,
+            "trigger_file": None,
+        }
+        for k, score in enumerate(detection.class_scores)
+    ]
+    return _envelope(
+        loaded=loaded,
+        method=detection.method,
+        verdict=detection.verdict,
+        probability=detection.probability,
+        suspected_classes=suspected,
+        classes=classes,
+        thresholds={},
+        config={"method": detection.method, "details": detection.details},
+        seconds=seconds,
+        device=device,
+    )
+
+
+def _envelope(
+    *,
+    loaded: LoadedModel,
+    method: str,
+    verdict: str,
+    probability: float,
+    suspected_classes: list[int],
+    classes: list[dict[str, Any]],
+    thresholds: dict[str, float],
+    config: dict[str, Any],
+    seconds: float,
+    device: str,
+) -> dict[str, Any]:
+    names = loaded.class_names
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "backdoor-audit", "version": __version__},
-        "verdict": score.verdict,
-        "probability": score.probability,
-        "suspected_classes": score.suspected_classes,
+        "method": method,
+        "verdict": verdict,
+        "probability": probability,
+        "suspected_classes": suspected_classes,
         "model": {
             "sha256": loaded.sha256,
             "format": loaded.format,
@@ -97,12 +167,8 @@ def build_report(
             "class_names": list(names) if names else None,
         },
         "classes": classes,
-        "thresholds": {
-            "anomaly_index": config.scoring.anomaly_threshold,
-            "suspicious": config.scoring.suspicious_at,
-            "backdoored": config.scoring.backdoored_at,
-        },
-        "config": config.to_dict(),
+        "thresholds": thresholds,
+        "config": config,
         "seconds": round(seconds, 3),
         "device": device,
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

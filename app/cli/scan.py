@@ -38,6 +38,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--config", type=json_object, help='audit config JSON, e.g. \'{"saliency": {"iterations": 60}}\''
     )
+    parser.add_argument(
+        "--method",
+        choices=("agnostic", "mmbd", "neural-cleanse"),
+        default="agnostic",
+        help="agnostic (default: our data-free maps), or a second opinion: mmbd (data-free) or "
+        "neural-cleanse (needs --clean-images); baselines write no maps",
+    )
+    parser.add_argument(
+        "--clean-images", type=Path, metavar="DIR_OR_NPZ", help="a few clean images, for --method neural-cleanse"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -75,29 +85,61 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         raise CommandError(str(exc)) from None
 
-    with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
+    if args.method == "agnostic":
+        with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
 
-        def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
+            def progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-        outcome = audit_model(loaded, config, device=device, progress=progress)
-    report = build_report(
-        loaded=loaded,
-        maps=outcome.maps,
-        score=outcome.score,
-        config=config,
-        seconds=outcome.seconds,
-        device=str(device),
-    )
-    images = render_images(outcome.maps, outcome.score)
+            outcome = audit_model(loaded, config, device=device, progress=progress)
+        report = build_report(
+            loaded=loaded,
+            maps=outcome.maps,
+            score=outcome.score,
+            config=config,
+            seconds=outcome.seconds,
+            device=str(device),
+        )
+        images = render_images(outcome.maps, outcome.score)
+    else:
+        report, images = _second_opinion(args, loaded, device), {}
     _write_outputs(args.out, report, images, render_report_html(report, images))
     suspects = ", ".join(str(k) for k in report["suspected_classes"]) or "none"
     print(
         f"{report['verdict']}: P(backdoored)={report['probability']:.2f}, suspected classes: {suspects} "
-        f"({outcome.seconds:.1f} s) -> {args.out / 'report.html'}"
+        f"({report['seconds']:.1f} s, {args.method}) -> {args.out / 'report.html'}"
     )
     return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
+
+
+def _second_opinion(args: argparse.Namespace, loaded: Any, device: Any) -> dict[str, Any]:
+    """Run a baseline detector (MM-BD or Neural Cleanse) and report it in the same contract."""
+    from worker.clean_images import load_clean_images
+    from worker.detectors.base import DetectorInputError, get_detector
+    from worker.report import build_detection_report
+
+    clean_images = None
+    if args.clean_images is not None:
+        try:
+            clean_images = load_clean_images(args.clean_images, loaded.input_shape).to(device)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+    if args.method == "neural-cleanse" and clean_images is None:
+        raise CommandError("--method neural-cleanse needs --clean-images DIR_OR_NPZ (a few dozen clean images)")
+    detector = get_detector(args.method)
+    try:
+        detection = detector.detect(
+            loaded.module,
+            loaded.input_shape,
+            loaded.num_classes,
+            device=device,
+            clean_images=clean_images,
+            seed=args.seed,
+        )
+    except DetectorInputError as exc:
+        raise CommandError(str(exc)) from None
+    return build_detection_report(loaded=loaded, detection=detection, seconds=detection.seconds, device=str(device))
 
 
 def _check_out_dir(out: Path) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,3 +99,29 @@ def test_invalid_config_and_arguments_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "unknown saliency config keys: iteration" in result.stderr
     result = scan("model.pt", "--input-shape", "28,28", cwd=tmp_path)
     assert result.returncode == 2 and "expected C,H,W" in result.stderr
+
+
+@pytest.mark.slow
+def test_second_opinions_write_the_same_contract(badnets_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    from worker.zoo.data import load_fashion_mnist
+
+    result = scan(*badnets_checkpoint.cli_args(), "--method", "mmbd", "--out", str(tmp_path / "mmbd"), cwd=tmp_path)
+    report = json.loads((tmp_path / "mmbd" / "report.json").read_text())
+    assert result.returncode == (0 if report["verdict"] == "clean" else 1)
+    assert report["method"] == "mmbd" and len(report["classes"]) == 10
+    assert report["classes"][0]["map_file"] is None and (tmp_path / "mmbd" / "report.html").is_file()
+
+    missing = scan(
+        *badnets_checkpoint.cli_args(), "--method", "neural-cleanse", "--out", str(tmp_path / "nc0"), cwd=tmp_path
+    )
+    assert missing.returncode == 2 and "needs --clean-images" in missing.stderr
+    assert not (tmp_path / "nc0").exists()
+
+    images, _ = load_fashion_mnist("test")
+    clean = tmp_path / "clean.npz"
+    np.savez(clean, images=(images[:30].numpy() * 255).astype("uint8"))
+    args = [*badnets_checkpoint.cli_args(), "--method", "neural-cleanse", "--clean-images", str(clean)]
+    result = scan(*args, "--out", str(tmp_path / "nc"), cwd=tmp_path)
+    report = json.loads((tmp_path / "nc" / "report.json").read_text())
+    assert result.returncode in (0, 1) and report["method"] == "neural-cleanse"
+    assert report["config"]["details"]["mask_l1"], "Neural Cleanse's mask norms travel with the report"
