@@ -46,7 +46,11 @@ def register(subparsers: Any) -> None:
         "neural-cleanse (needs --clean-images); baselines write no maps",
     )
     parser.add_argument(
-        "--clean-images", type=Path, metavar="DIR_OR_NPZ", help="a few clean images, for --method neural-cleanse"
+        "--clean-images",
+        type=Path,
+        metavar="DIR_OR_NPZ",
+        help="a few clean images: required by --method neural-cleanse; with agnostic, candidate triggers are also "
+        "stamped onto them in the transfer test",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -85,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     except CheckpointError as exc:
         raise CommandError(str(exc)) from None
 
+    clean_images = _clean_images(args, loaded, device)
     if args.method == "agnostic":
         with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
 
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                 bar.total = total
                 bar.update(done - bar.n)
 
-            outcome = audit_model(loaded, config, device=device, progress=progress)
+            outcome = audit_model(loaded, config, device=device, progress=progress, clean_images=clean_images)
         report = build_report(
             loaded=loaded,
             maps=outcome.maps,
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         )
         images = render_images(outcome.maps, outcome.score)
     else:
-        report, images = _second_opinion(args, loaded, device), {}
+        report, images = _second_opinion(args, loaded, device, clean_images), {}
     _write_outputs(args.out, report, images, render_report_html(report, images))
     suspects = ", ".join(str(k) for k in report["suspected_classes"]) or "none"
     print(
@@ -113,18 +118,23 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
 
 
-def _second_opinion(args: argparse.Namespace, loaded: Any, device: Any) -> dict[str, Any]:
-    """Run a baseline detector (MM-BD or Neural Cleanse) and report it in the same contract."""
+def _clean_images(args: argparse.Namespace, loaded: Any, device: Any) -> Any:
+    """The user's clean images on ``device``, or None when none were given."""
     from worker.clean_images import load_clean_images
+
+    if args.clean_images is None:
+        return None
+    try:
+        return load_clean_images(args.clean_images, loaded.input_shape).to(device)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _second_opinion(args: argparse.Namespace, loaded: Any, device: Any, clean_images: Any) -> dict[str, Any]:
+    """Run a baseline detector (MM-BD or Neural Cleanse) and report it in the same contract."""
     from worker.detectors.base import DetectorInputError, get_detector
     from worker.report import build_detection_report
 
-    clean_images = None
-    if args.clean_images is not None:
-        try:
-            clean_images = load_clean_images(args.clean_images, loaded.input_shape).to(device)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
     if args.method == "neural-cleanse" and clean_images is None:
         raise CommandError("--method neural-cleanse needs --clean-images DIR_OR_NPZ (a few dozen clean images)")
     detector = get_detector(args.method)

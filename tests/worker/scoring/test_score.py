@@ -104,3 +104,13 @@ def test_scoring_leaves_the_model_as_found_and_needs_every_class() -> None:
     assert model.training
     with pytest.raises(ValueError, match="one map per class"):
         score_audit(model, maps[1:], SHAPE)
+
+
+def test_user_clean_images_join_the_transfer_probes() -> None:
+    model = PlantedTrigger(with_trigger=True)
+    maps = compute_class_maps(model, SHAPE, 10, CONFIG)
+    # dark images: no seed-like texture, so only the stamped trigger can send them to TARGET
+    clean = torch.rand(40, *SHAPE, generator=torch.Generator().manual_seed(5)) * 0.3
+    score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2), clean_images=clean)
+    assert score.suspected_classes[0] == TARGET
+    assert score.classes[TARGET].features["transfer_rate"] > 0.9
