@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from worker.saliency.engine import eval_mode
+
 VERDICTS = ("clean", "suspicious", "backdoored")
 
 # Modules that register detectors when imported; one that does not exist (yet) is skipped.
@@ -115,15 +117,6 @@ def get_detector(name: str, **options: Any) -> Detector:
     return _FACTORIES[name](**options)
 
 
-def verdict_for(probability: float, *, suspicious_at: float, backdoored_at: float) -> str:
-    """Map P(backdoored) to a verdict with a detector's two thresholds."""
-    if probability >= backdoored_at:
-        return "backdoored"
-    if probability >= suspicious_at:
-        return "suspicious"
-    return "clean"
-
-
 @contextmanager
 def model_as_found(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen weights for the duration of a detection, restored afterwards.
@@ -131,15 +124,12 @@ def model_as_found(model: nn.Module) -> Iterator[nn.Module]:
     Detectors optimise inputs or masks, never weights: freezing them avoids accumulating gradients
     in the caller's parameters, and restoring each submodule's own flags leaves the model as found.
     """
-    modes = [(module, module.training) for module in model.modules()]
     grads = [(param, param.requires_grad) for param in model.parameters()]
-    model.eval()
     for param, _ in grads:
         param.requires_grad_(False)
     try:
-        yield model
+        with eval_mode(model):
+            yield model
     finally:
-        for module, training in modes:
-            module.training = training
         for param, requires_grad in grads:
             param.requires_grad_(requires_grad)

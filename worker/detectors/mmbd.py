@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, model_as_found, register, verdict_for
+from worker.detectors.base import Detection, model_as_found, register
+from worker.scoring.verdict import verdict_for
 
 
 def margins(logits: Tensor, classes: Tensor) -> Tensor:

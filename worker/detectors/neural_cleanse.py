@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, DetectorInputError, model_as_found, register, verdict_for
+from worker.detectors.base import Detection, DetectorInputError, model_as_found, register
+from worker.scoring.verdict import MAD_CONSISTENCY, verdict_for
 
-MAD_CONSISTENCY = 1.4826  # makes the MAD estimate the standard deviation of normal data
 ANOMALY_THRESHOLD = 2.0  # the paper's flag: anomaly index above 2 (about 95% confidence)
 
 

@@ -37,7 +37,7 @@ class ClassMap:
 
 
 @contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """Put every submodule in eval mode and restore each one's own flag afterwards."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -256,7 +256,7 @@ def compute_class_maps(
             progress(done, total)
 
     maps: list[ClassMap] = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for chunk in chunks:
             maps.extend(_maps_for_chunk(model, input_shape, chunk, config, device, tick))
     return maps

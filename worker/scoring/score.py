@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worker.saliency.engine import ClassMap
+from worker.saliency.engine import ClassMap, eval_mode
 from worker.saliency.seeds import draw_seeds
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import (
@@ -118,13 +118,8 @@ def score_audit(
     device = torch.device(device)
     if [m.class_index for m in maps] != list(range(len(maps))):
         raise ValueError("score_audit needs one map per class, ordered by class index")
-    was_training = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
+    with eval_mode(model):
         return _score(model, maps, input_shape, config, device, clean_images)
-    finally:
-        for module, flag in was_training:
-            module.training = flag
 
 
 @dataclass
@@ -173,7 +168,7 @@ def _score(
     evidence = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
     class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
-    verdict = verdict_for(probability, config)
+    verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
     ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))
     flagged = [k for k in ranked if class_probability[k] >= config.suspicious_at]
     suspected = flagged or ranked[:1] if verdict != "clean" else []

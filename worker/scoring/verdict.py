@@ -6,8 +6,6 @@ import math
 
 import torch
 
-from worker.scoring.config import ScoringConfig
-
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate sigma for normal data
 
 
@@ -27,9 +25,10 @@ def backdoor_probability(evidence: float, *, centre: float, slope: float) -> flo
     return 1.0 / (1.0 + math.exp(-slope * (evidence - centre)))
 
 
-def verdict_for(probability: float, config: ScoringConfig) -> str:
-    if probability >= config.backdoored_at:
+def verdict_for(probability: float, *, suspicious_at: float, backdoored_at: float) -> str:
+    """Map P(backdoored) to a verdict with two thresholds (ours and every baseline's)."""
+    if probability >= backdoored_at:
         return "backdoored"
-    if probability >= config.suspicious_at:
+    if probability >= suspicious_at:
         return "suspicious"
     return "clean"

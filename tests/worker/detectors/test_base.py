@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from worker.detectors import base
-from worker.detectors.base import Detection, available, get_detector, model_as_found, register, verdict_for
+from worker.detectors.base import Detection, available, get_detector, model_as_found, register
+from worker.scoring.verdict import verdict_for
 
 
 def test_registry_lists_the_baselines_and_builds_them_with_options() -> None:

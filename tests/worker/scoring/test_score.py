@@ -87,7 +87,10 @@ def test_best_window_and_shared_hotspot_find_a_planted_blob() -> None:
 
 def test_verdict_thresholds() -> None:
     config = ScoringConfig(suspicious_at=0.5, backdoored_at=0.8)
-    assert [verdict_for(p, config) for p in (0.1, 0.5, 0.79, 0.8)] == [
+    assert [
+        verdict_for(p, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
+        for p in (0.1, 0.5, 0.79, 0.8)
+    ] == [
         "clean",
         "suspicious",
         "suspicious",
