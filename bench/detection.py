@@ -6,8 +6,8 @@
 Each model is loaded the way ``scan`` loads it (``load_checkpoint`` with the manifest's declared
 architecture, shape and normalisation). Neural Cleanse gets ``--clean-images`` images from the test
 split of the model's data set; the data-free detectors get none. Results are appended to a JSONL
-cache next to the manifest, keyed by model sha256 and the detector's settings, so an interrupted run
-resumes and a new detector costs only its own time.
+cache next to the manifest, keyed by model sha256, the detector's settings and a hash of the detection
+code, so an interrupted run resumes, a new detector costs only its own time and changed code recomputes.
 
 Reported per group (overall, each part, each attack family with all clean models of the selection):
 AUROC and TPR at 5% FPR of ``probability``; the clean false-positive rate at the detector's default
@@ -18,11 +18,13 @@ threshold (verdict not "clean"); target top-1 on the backdoored models it flagge
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +62,30 @@ def clean_images_for(dataset: str, count: int) -> torch.Tensor:
     return images[chosen[:count]]
 
 
+# the code every detector's answer depends on; constants live in it too (the scorer's calibration)
+DETECTION_CODE = ("worker/saliency", "worker/scoring", "worker/detectors")
+
+
+@cache
+def code_version() -> str:
+    """A short hash of the detection code, so a cached result never outlives the code that produced it."""
+    digest = hashlib.sha256()
+    for folder in DETECTION_CODE:
+        for path in sorted((REPO / folder).glob("*.py")):
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def detector_key(detector: Detector) -> str:
-    """Identifies a detector *and its settings* in the result cache.
+    """Identifies a detector, its settings *and the detection code* in the result cache.
 
     Dataclass detectors list every option in their repr; others are expected to hold their options
     in a ``config`` attribute with such a repr (a default object repr would never match again, which
     only costs a recomputation).
     """
     config = getattr(detector, "config", None)
-    return f"{detector.name}:{config!r}" if config is not None else repr(detector)
+    settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
+    return f"{settings}@{code_version()}"
 
 
 def run_detectors(

@@ -1,11 +1,17 @@
 """Trigger-signature scoring of a model's class maps (DESIGN.md section 3).
 
-For each class the map's most energetic small window is taken as a candidate trigger; the candidate is
-stamped (its mask and saturated pattern) onto probe inputs that the model assigns to other classes, and
-the fraction that flips to the class is its *transfer rate*. A backdoor target's map collapses onto the
-trigger, so its window holds an outlying share of the map's energy *and* flips nearly every probe;
-a clean class's window does neither. Probes are data-free by default: fresh seeds pushed toward each
-other class by that class's own map; user-supplied clean images are added when given.
+Two tests run on probe inputs that the model assigns to other classes. Probes are data-free by
+default: fresh seeds pushed toward each other class by that class's own map; user-supplied clean
+images are added when given.
+
+- *Dominance*: the class's whole map is added to every probe; the fraction that flips to the class.
+  A backdoor flips any input, so its target's map overrides the other classes' own maps; a clean
+  class's map wins only against some of them. This is what finds blended, sinusoid and warping
+  triggers, which are not small patches.
+- *Patch evidence*: the map's most energetic small window is taken as a candidate trigger and stamped
+  (its mask and saturated pattern) onto the probes; the fraction that flips is its *transfer rate*.
+  A patch target's map collapses onto the trigger, so its window holds an outlying share of the map's
+  energy *and* flips nearly every probe; a clean class's window does neither.
 """
 
 from __future__ import annotations
@@ -28,10 +34,16 @@ from worker.scoring.features import (
 )
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
-# Evidence -> probability: the maximum-likelihood logistic fit on the development split of the zoo
-# (BENCHMARKS.md). A sharper hand-set map (centre 0.7, slope 6) was over-confident on missed models.
-EVIDENCE_CENTRE = 0.35
-EVIDENCE_SLOPE = 2.5
+# evidence = dominance + PATCH_WEIGHT * min(patch evidence, PATCH_CAP). Chosen on the development split
+# of the zoo (BENCHMARKS.md): dominance alone ranks every dev target first but leaves natural "default"
+# classes (bag, sandal) close behind; the patch term separates localised triggers from them.
+PATCH_WEIGHT = 0.2
+PATCH_CAP = 2.0
+# Evidence -> probability: a logistic fitted on the development split. The slope is the moderate end of
+# what leave-one-out cross-entropy on dev preferred (20: 0.32, 30: 0.29, 50: 0.28; the unregularised fit
+# runs to 52 on 20 nearly separable models), the centre the best fit at that slope.
+EVIDENCE_CENTRE = 0.93
+EVIDENCE_SLOPE = 20.0
 
 
 @dataclass
@@ -82,6 +94,17 @@ def _probes(
         probes = torch.cat([probes, clean_images.to(device)])
     predictions = model(probes).argmax(dim=1)
     return probes, predictions
+
+
+@torch.no_grad()
+def _dominance(model: nn.Module, probes: torch.Tensor, predictions: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """For each class k, the fraction of probes not already in k that adding k's whole map sends to k."""
+    rates = torch.zeros(raw.shape[0])
+    for k in range(raw.shape[0]):
+        eligible = probes[predictions != k]
+        if len(eligible):
+            rates[k] = (model(eligible + raw[k]).argmax(dim=1) == k).float().mean().cpu()
+    return rates
 
 
 @torch.no_grad()
@@ -162,10 +185,11 @@ def _score(
     trigger = _at_scale(model, raw, pixel_energy, window_size(height, width, config.trigger_window), probes, device)
     context = _at_scale(model, raw, pixel_energy, window_size(height, width, config.window), probes, device)
     anomaly = anomaly_index(context.concentration, floor=0.01)
-    # A class is a backdoor target when a small window of its map flips other classes' probes (transfer)
-    # *and* its map is outlyingly concentrated on a window that transfers too. Chosen on the development
-    # zoo against single-feature scores (BENCHMARKS.md, "Defaults by measurement").
-    evidence = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
+    # patch evidence: a small window of the map flips other classes' probes (transfer) *and* the map is
+    # outlyingly concentrated on a window that transfers too (BENCHMARKS.md, "Defaults by measurement")
+    patch = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
+    dominance = _dominance(model, *probes, raw)
+    evidence = dominance + PATCH_WEIGHT * patch.clamp(max=PATCH_CAP)
     class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
     verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
@@ -181,6 +205,8 @@ def _score(
             success_rate=m.success_rate,
             stability=m.stability,
             features={
+                "dominance": float(dominance[k]),
+                "patch_evidence": float(patch[k]),
                 "concentration": float(context.concentration[k]),
                 "transfer_rate": float(trigger.transfer[k]),
                 "context_transfer_rate": float(context.transfer[k]),
