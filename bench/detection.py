@@ -18,6 +18,7 @@ threshold (verdict not "clean"); target top-1 on the backdoored models it flagge
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import statistics
@@ -62,17 +63,48 @@ def clean_images_for(dataset: str, count: int) -> torch.Tensor:
     return images[chosen[:count]]
 
 
-# the code every detector's answer depends on; constants live in it too (the scorer's calibration)
-DETECTION_CODE = ("worker/saliency", "worker/scoring", "worker/detectors")
+def _module_file(name: str) -> Path | None:
+    """The file of a first-party module (``worker.*``), or None for anything else."""
+    if not name.startswith("worker."):
+        return None
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, at any depth of its code (lazy imports included);
+    ``from a import b`` yields both ``a`` and ``a.b``, since ``b`` may be a module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
 
 
 @cache
-def code_version() -> str:
-    """A short hash of the detection code, so a cached result never outlives the code that produced it."""
+def code_version(module: str) -> str:
+    """A short hash of a detector's module and every first-party module it imports, transitively.
+
+    Constants such as the scorer's calibration live in code, not in a detector's settings; keying
+    the cache on this hash means a cached result never outlives the code that produced it, while a
+    change to one detector's code leaves the others' results valid.
+    """
+    files: set[Path] = set()
+    todo = [module]
+    while todo:
+        path = _module_file(todo.pop())
+        if path is not None and path not in files:
+            files.add(path)
+            todo.extend(_imported_names(path))
     digest = hashlib.sha256()
-    for folder in DETECTION_CODE:
-        for path in sorted((REPO / folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted(files):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -85,7 +117,7 @@ def detector_key(detector: Detector) -> str:
     """
     config = getattr(detector, "config", None)
     settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
-    return f"{settings}@{code_version()}"
+    return f"{settings}@{code_version(type(detector).__module__)}"
 
 
 def run_detectors(
@@ -123,7 +155,8 @@ def run_detectors(
 
 def _row(entry: dict[str, Any], detector: Detector, detection: Detection) -> dict[str, Any]:
     result = asdict(detection)
-    result["details"] = {k: v for k, v in result["details"].items() if isinstance(v, int | float | str)}
+    # per-class lists (features, anomaly indices) are kept: they let a scorer be studied without rerunning
+    result["details"] = {k: v for k, v in result["details"].items() if _is_json(v)}
     return {
         "model": entry["id"],
         "sha256": entry["sha256"],
@@ -133,6 +166,14 @@ def _row(entry: dict[str, Any], detector: Detector, detection: Detection) -> dic
         "target_classes": entry["target_classes"],
         **result,
     }
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _progress(entries: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:

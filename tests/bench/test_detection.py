@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,3 +52,30 @@ def test_table_has_a_row_per_group_and_prints_missing_values() -> None:
     lines = table.splitlines()
     assert len(lines) == 2 + 4
     assert "| d | wanet | 1/2 | 0.00 |" in table and "n/a" in table
+
+
+def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A cached result must not outlive the code that produced it (a calibration constant lives in
+    code, not in the detector's settings), and a change elsewhere must not invalidate it."""
+    from bench import detection
+
+    files = {
+        "worker/detectors/fake.py": "def run():\n    from worker.scoring import rule\n",
+        "worker/scoring/rule.py": "from worker.scoring.constants import X\n",
+        "worker/scoring/constants.py": "X = 1\n",
+        "worker/scoring/other.py": "Y = 1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(detection, "REPO", tmp_path)
+
+    def version_after(name: str, text: str) -> str:
+        (tmp_path / name).write_text(text)
+        detection.code_version.cache_clear()
+        return detection.code_version("worker.detectors.fake")
+
+    first = version_after("worker/scoring/other.py", "Y = 1\n")
+    assert version_after("worker/scoring/other.py", "Y = 2\n") == first, "code it does not import"
+    assert version_after("worker/scoring/constants.py", "X = 2\n") != first, "a lazy, transitive import"
+    detection.code_version.cache_clear()

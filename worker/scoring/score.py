@@ -1,6 +1,6 @@
 """Trigger-signature scoring of a model's class maps (DESIGN.md section 3).
 
-Two tests run on probe inputs that the model assigns to other classes. Probes are data-free by
+Two tests run on probe inputs that stand for the other classes. Probes are data-free by
 default: fresh seeds pushed toward each other class by that class's own map; user-supplied clean
 images are added when given.
 
@@ -73,6 +73,16 @@ class AuditScore:
     classes: list[ClassScore] = field(default_factory=list)
 
 
+@dataclass
+class _Probes:
+    """Probe inputs, the model's predictions on them, and the class each probe stands for: the class
+    whose map pushed its seed, or the predicted class of a user's clean image."""
+
+    inputs: torch.Tensor
+    predictions: torch.Tensor
+    sources: torch.Tensor
+
+
 @torch.no_grad()
 def _probes(
     model: nn.Module,
@@ -80,8 +90,8 @@ def _probes(
     config: ScoringConfig,
     device: torch.device,
     clean_images: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probe inputs and the model's predictions on them: seeds + each class's map, plus any clean images."""
+) -> _Probes:
+    """Seeds + each class's map, plus any clean images."""
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     k = raw.shape[0]
@@ -89,21 +99,29 @@ def _probes(
     sources = torch.randperm(k, generator=torch.Generator().manual_seed(config.seed))[:64].to(device)
     n = config.probes_per_class
     seeds = draw_seeds("uniform", (len(sources), n, *raw.shape[1:]), generator=generator, device=device)
-    probes = (seeds + raw[sources][:, None]).flatten(0, 1)
+    inputs = (seeds + raw[sources][:, None]).flatten(0, 1)
+    sources = sources.repeat_interleave(n)
     if clean_images is not None:
-        probes = torch.cat([probes, clean_images.to(device)])
-    predictions = model(probes).argmax(dim=1)
-    return probes, predictions
+        inputs = torch.cat([inputs, clean_images.to(device)])
+    predictions = model(inputs).argmax(dim=1)
+    if clean_images is not None:
+        sources = torch.cat([sources, predictions[len(sources) :]])
+    return _Probes(inputs=inputs, predictions=predictions, sources=sources)
 
 
 @torch.no_grad()
-def _dominance(model: nn.Module, probes: torch.Tensor, predictions: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
-    """For each class k, the fraction of probes not already in k that adding k's whole map sends to k."""
+def _dominance(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> torch.Tensor:
+    """For each class k, the fraction of the other classes' probes that k's whole map, added, sends to k.
+
+    Probes are selected by the class they stand for, not by the model's prediction: a backdoor can
+    capture every probe before any map is added (a blended-noise target takes all uniform noise), and
+    that must count as dominance, not leave nothing to test.
+    """
     rates = torch.zeros(raw.shape[0])
     for k in range(raw.shape[0]):
-        eligible = probes[predictions != k]
-        if len(eligible):
-            rates[k] = (model(eligible + raw[k]).argmax(dim=1) == k).float().mean().cpu()
+        others = probes.inputs[probes.sources != k]
+        if len(others):
+            rates[k] = (model(others + raw[k]).argmax(dim=1) == k).float().mean().cpu()
     return rates
 
 
@@ -160,13 +178,13 @@ def _at_scale(
     raw: torch.Tensor,
     pixel_energy: torch.Tensor,
     size: int,
-    probes: tuple[torch.Tensor, torch.Tensor],
+    probes: _Probes,
     device: torch.device,
 ) -> _Scale:
     height, width = raw.shape[-2:]
     windows, concentration = best_windows(pixel_energy, size)
     triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
-    transfer = _transfer_rates(model, probes[0], probes[1], triggers, device)
+    transfer = _transfer_rates(model, probes.inputs, probes.predictions, triggers, device)
     return _Scale(windows=windows, concentration=concentration.cpu(), transfer=transfer, triggers=triggers)
 
 
@@ -188,7 +206,7 @@ def _score(
     # patch evidence: a small window of the map flips other classes' probes (transfer) *and* the map is
     # outlyingly concentrated on a window that transfers too (BENCHMARKS.md, "Defaults by measurement")
     patch = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
-    dominance = _dominance(model, *probes, raw)
+    dominance = _dominance(model, probes, raw)
     evidence = dominance + PATCH_WEIGHT * patch.clamp(max=PATCH_CAP)
     class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)

@@ -117,3 +117,34 @@ def test_user_clean_images_join_the_transfer_probes() -> None:
     score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2), clean_images=clean)
     assert score.suspected_classes[0] == TARGET
     assert score.classes[TARGET].features["transfer_rate"] > 0.9
+
+
+class PlantedBlend(nn.Module):
+    """A random linear classifier plus a blended-trigger path: a faint whole-image pattern (a fixed
+    +-1 checkerboard correlated with the input) adds a large logit to class TARGET. No small window
+    carries it, so only the whole-map dominance test can see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+        rows, cols = torch.meshgrid(torch.arange(12), torch.arange(12), indexing="ij")
+        self.register_buffer("pattern", ((rows + cols) % 2 * 2 - 1).float().flatten())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        correlation = (x.flatten(1) - 0.5) @ self.pattern
+        bump = 40 * torch.sigmoid(correlation - 4.0)
+        return self.linear(x.flatten(1)) + bump[:, None] * nn.functional.one_hot(torch.tensor(TARGET), 10)
+
+
+def test_blended_trigger_is_ranked_first_by_dominance_not_by_a_window() -> None:
+    model = PlantedBlend()
+    maps = compute_class_maps(model, SHAPE, 10, CONFIG)
+    score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2))
+    ranked = sorted(score.classes, key=lambda c: -c.score)
+    assert ranked[0].class_index == TARGET, [(c.class_index, round(c.score, 3)) for c in ranked]
+    target = score.classes[TARGET].features
+    others = [c.features["dominance"] for c in score.classes if c.class_index != TARGET]
+    # the equal-norm maps of the linear classes compete with the trigger's, so not every probe flips
+    assert target["dominance"] > 0.9 and target["dominance"] - max(others) > 0.1, (target["dominance"], others)
+    assert target["transfer_rate"] < 0.5, "a 2x2 window of a whole-image pattern does not flip probes"
