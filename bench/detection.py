@@ -243,6 +243,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--detectors", help=f"comma-separated subset of: {', '.join(available())}")
     parser.add_argument("--only", help="only model ids containing this text (e.g. 'rgb-')")
     parser.add_argument("--clean-images", type=int, default=30, help="clean images for detectors that need them")
+    parser.add_argument(
+        "--config",
+        type=json.loads,
+        metavar="JSON",
+        help="settings of the agnostic detector, as for `scan --config`: to benchmark a non-default engine or scorer",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
     return parser.parse_args(argv)
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if not entries:
         print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
         return 2
-    detectors = [get_detector(name) for name in names]
+    detectors = [get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names]
     rows = run_detectors(zoo, entries, detectors, clean_images=args.clean_images, cache=zoo / "bench-results.jsonl")
     summary = summarise(rows)
     print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}")
