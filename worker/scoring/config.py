@@ -25,9 +25,10 @@ class ScoringConfig(JsonConfig):
     trigger_window: float = 0.1
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
-    # decision thresholds on the calibrated probability, set so that no clean development model is
-    # flagged (its largest evidence, 0.958, maps to 0.64): P(backdoored) and the verdict answer two questions
-    suspicious_at: float = 0.65
+    # decision thresholds on the calibrated probability, set so that none of the 25 clean development
+    # models is flagged (the largest evidence, 1.009, maps to 0.52): P(backdoored) and the verdict answer
+    # two questions
+    suspicious_at: float = 0.55
     backdoored_at: float = 0.85
     seed: int = 0
 

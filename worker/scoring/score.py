@@ -39,11 +39,11 @@ from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_
 # classes (bag, sandal) close behind; the patch term separates localised triggers from them.
 PATCH_WEIGHT = 0.2
 PATCH_CAP = 2.0
-# Evidence -> probability: a logistic fitted on the development split. The slope is the moderate end of
-# what leave-one-out cross-entropy on dev preferred (20: 0.32, 30: 0.29, 50: 0.28; the unregularised fit
-# runs to 52 on 20 nearly separable models), the centre the best fit at that slope.
-EVIDENCE_CENTRE = 0.93
-EVIDENCE_SLOPE = 20.0
+# Evidence -> probability: a logistic fitted on the development split (37 models, 25 of them clean). The
+# slope is the one leave-one-out cross-entropy on dev preferred (15: 0.40; 10: 0.42, 20: 0.40, 30: 0.43),
+# the centre the best fit at that slope.
+EVIDENCE_CENTRE = 1.005
+EVIDENCE_SLOPE = 15.0
 
 
 @dataclass
