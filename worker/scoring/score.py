@@ -6,8 +6,8 @@ images are added when given.
 
 - *Dominance*: the class's whole map is added to every probe; the fraction that flips to the class.
   A backdoor flips any input, so its target's map overrides the other classes' own maps; a clean
-  class's map wins only against some of them. This is what finds blended, sinusoid and warping
-  triggers, which are not small patches.
+  class's map wins only against some of them. It is the test for triggers that are not small patches
+  (blended, sinusoid, warping); natural "default" classes can dominate too (BENCHMARKS.md).
 - *Patch evidence*: the map's most energetic small window is taken as a candidate trigger and stamped
   (its mask and saturated pattern) onto the probes; the fraction that flips is its *transfer rate*.
   A patch target's map collapses onto the trigger, so its window holds an outlying share of the map's
