@@ -287,13 +287,13 @@ def _plan_calibration() -> Iterator[ZooModel]:
     gray = [("small_cnn", fm), ("lenet5", fm), ("small_resnet", fm)]
     for seed in (20, 21):
         for arch, dataset in gray:
-            yield dataclasses.replace(_model("gray", dataset, arch, "clean", (), seed=seed), split="dev")
+            yield _model("gray", dataset, arch, "clean", (), seed=seed, split="dev")
     for arch, dataset in (("small_cnn", mn), ("lenet5", mn)):
-        yield dataclasses.replace(_model("gray", dataset, arch, "clean", (), seed=20), split="dev")
+        yield _model("gray", dataset, arch, "clean", (), seed=20, split="dev")
     for arch, dataset in (("small_cnn", fm), ("small_resnet", fm)):
-        yield dataclasses.replace(_model("gray", dataset, arch, "clean", (), seed=22, **LONGER), split="dev")
+        yield _model("gray", dataset, arch, "clean", (), seed=22, split="dev", **LONGER)
     for arch in ("small_cnn", "lenet5", "shufflenet_v2_x0_5", "resnet18"):
-        yield dataclasses.replace(_model("rgb", rgb, arch, "clean", (), seed=20), split="dev")
+        yield _model("rgb", rgb, arch, "clean", (), seed=20, split="dev")
 
 
 def _model(
