@@ -31,6 +31,8 @@ def test_full_plan_has_twins_splits_and_enough_test_models() -> None:
             assert model.family == "clean"
     test = [m for m in models if m.split == "test"]
     assert len(test) >= 40 and sum(m.family == "clean" for m in test) >= 15
+    dev = [m for m in models if m.split == "dev"]
+    assert sum(m.family != "clean" for m in dev) >= 25 and sum(m.family == "clean" for m in dev) >= 25
     assert {m.family for m in models if m.split == "dev"} == {m.family for m in models if m.split == "test"}
     assert Counter(m.part for m in models)["rgb"] >= 12
 
