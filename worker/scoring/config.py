@@ -23,18 +23,23 @@ class ScoringConfig(JsonConfig):
 
     window: float = 0.15
     trigger_window: float = 0.1
+    # the share of the image's pixels stamped in the mask-margin test; 5% of the pixels, wherever they
+    # lie, ranked the development split best (0.04: AUROC 0.91, 0.05: 0.94, 0.06: 0.93; BENCHMARKS.md)
+    mask_fraction: float = 0.05
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
     # decision thresholds on the calibrated probability, set so that none of the 25 clean development
-    # models is flagged (the largest evidence, 1.009, maps to 0.52): P(backdoored) and the verdict answer
-    # two questions
-    suspicious_at: float = 0.55
-    backdoored_at: float = 0.85
+    # models is flagged (the largest mask margin, 3.69, maps to 0.81): P(backdoored) and the verdict
+    # answer two questions
+    suspicious_at: float = 0.82
+    backdoored_at: float = 0.9
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (0 < self.window <= 1 and 0 < self.trigger_window <= 1):
-            raise ValueError("invalid scoring config: window and trigger_window must be fractions in (0, 1]")
+        if not (0 < self.window <= 1 and 0 < self.trigger_window <= 1 and 0 < self.mask_fraction <= 1):
+            raise ValueError(
+                "invalid scoring config: window, trigger_window and mask_fraction must be fractions in (0, 1]"
+            )
         if self.probes_per_class < 1:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:

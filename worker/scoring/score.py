@@ -1,17 +1,21 @@
 """Trigger-signature scoring of a model's class maps (DESIGN.md section 3).
 
-Two tests run on probe inputs that stand for the other classes. Probes are data-free by
-default: fresh seeds pushed toward each other class by that class's own map; user-supplied clean
-images are added when given.
+Every test runs on probe inputs that stand for the other classes. Probes are data-free by default:
+fresh seeds pushed toward each other class by that class's own map; user-supplied clean images are
+added when given.
 
+- *Mask margin* (the evidence): the map's most energetic pixels (``mask_fraction`` of the image,
+  wherever they lie) are stamped at full intensity with the map's sign onto the probes, and the mean
+  logit margin of the class over the probes' best other class is taken. A backdoor target's map
+  holds its trigger in a few pixels, and a few stamped pixels override any input; a clean class needs
+  far more of the image. The pixels need not be contiguous, so strided stems' grid artefacts and
+  random trigger positions do not hide the trigger, and the margin, unlike a flip rate, does not
+  saturate: it keeps ranking classes whose masks flip every probe.
 - *Dominance*: the class's whole map is added to every probe; the fraction that flips to the class.
-  A backdoor flips any input, so its target's map overrides the other classes' own maps; a clean
-  class's map wins only against some of them. It is the test for triggers that are not small patches
-  (blended, sinusoid, warping); natural "default" classes can dominate too (BENCHMARKS.md).
+  Reported as a feature: it explains triggers that are not small patches (blended, sinusoid).
 - *Patch evidence*: the map's most energetic small window is taken as a candidate trigger and stamped
   (its mask and saturated pattern) onto the probes; the fraction that flips is its *transfer rate*.
-  A patch target's map collapses onto the trigger, so its window holds an outlying share of the map's
-  energy *and* flips nearly every probe; a clean class's window does neither.
+  The window is the trigger estimate the report draws; the evidence no longer uses it (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -34,16 +38,13 @@ from worker.scoring.features import (
 )
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
-# evidence = dominance + PATCH_WEIGHT * min(patch evidence, PATCH_CAP). Chosen on the development split
-# of the zoo (BENCHMARKS.md): dominance alone ranks every dev target first but leaves natural "default"
-# classes (bag, sandal) close behind; the patch term separates localised triggers from them.
-PATCH_WEIGHT = 0.2
-PATCH_CAP = 2.0
-# Evidence -> probability: a logistic fitted on the development split (37 models, 25 of them clean). The
-# slope is the one leave-one-out cross-entropy on dev preferred (15: 0.40; 10: 0.42, 20: 0.40, 30: 0.43),
-# the centre the best fit at that slope.
-EVIDENCE_CENTRE = 1.005
-EVIDENCE_SLOPE = 15.0
+# Mask margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
+MARGIN_CAP = 10.0
+# Evidence (the mask margin) -> probability: a logistic fitted on the development split (50 models, 25
+# clean). The slope is the one leave-one-out cross-entropy on dev preferred (1.5: 0.32; 1: 0.33, 2: 0.35,
+# 3: 0.43), the centre the best fit at that slope.
+EVIDENCE_CENTRE = 2.72
+EVIDENCE_SLOPE = 1.5
 
 
 @dataclass
@@ -126,6 +127,29 @@ def _dominance(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> torch.Te
 
 
 @torch.no_grad()
+def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction: float) -> torch.Tensor:
+    """For each class k, the mean clipped margin of k over the other classes' probes once the top
+    ``fraction`` of k's map pixels (by energy) are stamped with its saturated pattern."""
+    k, _, height, width = raw.shape
+    count = max(1, round(fraction * height * width))
+    top = energy(raw).flatten(1).topk(count, dim=1).indices
+    margins = torch.zeros(k)
+    for c in range(k):
+        others = probes.inputs[probes.sources != c]
+        if len(others) == 0:
+            continue
+        mask = torch.zeros(height * width, device=raw.device)
+        mask[top[c]] = 1.0
+        mask = mask.view(1, height, width)
+        logits = model(others * (1 - mask) + trigger_pattern(raw[c]) * mask)
+        rivals = logits.clone()
+        rivals[:, c] = float("-inf")
+        margin = logits[:, c] - rivals.amax(dim=1)
+        margins[c] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
+    return margins
+
+
+@torch.no_grad()
 def _transfer_rates(
     model: nn.Module,
     probes: torch.Tensor,
@@ -204,10 +228,10 @@ def _score(
     context = _at_scale(model, raw, pixel_energy, window_size(height, width, config.window), probes, device)
     anomaly = anomaly_index(context.concentration, floor=0.01)
     # patch evidence: a small window of the map flips other classes' probes (transfer) *and* the map is
-    # outlyingly concentrated on a window that transfers too (BENCHMARKS.md, "Defaults by measurement")
+    # outlyingly concentrated on a window that transfers too (the first round's rule; BENCHMARKS.md)
     patch = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
     dominance = _dominance(model, probes, raw)
-    evidence = dominance + PATCH_WEIGHT * patch.clamp(max=PATCH_CAP)
+    evidence = _mask_margins(model, probes, raw, config.mask_fraction)
     class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
     verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
@@ -223,6 +247,7 @@ def _score(
             success_rate=m.success_rate,
             stability=m.stability,
             features={
+                "mask_margin": float(evidence[k]),
                 "dominance": float(dominance[k]),
                 "patch_evidence": float(patch[k]),
                 "concentration": float(context.concentration[k]),

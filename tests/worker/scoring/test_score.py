@@ -122,7 +122,7 @@ def test_user_clean_images_join_the_transfer_probes() -> None:
 class PlantedBlend(nn.Module):
     """A random linear classifier plus a blended-trigger path: a faint whole-image pattern (a fixed
     +-1 checkerboard correlated with the input) adds a large logit to class TARGET. No small window
-    carries it, so only the whole-map dominance test can see it."""
+    carries it; the whole map (dominance) and its strongest pixels (the mask margin) do."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -148,3 +148,32 @@ def test_blended_trigger_is_ranked_first_by_dominance_not_by_a_window() -> None:
     # the equal-norm maps of the linear classes compete with the trigger's, so not every probe flips
     assert target["dominance"] > 0.9 and target["dominance"] - max(others) > 0.1, (target["dominance"], others)
     assert target["transfer_rate"] < 0.5, "a 2x2 window of a whole-image pattern does not flip probes"
+
+
+class PlantedScatteredTrigger(nn.Module):
+    """A trigger of six bright pixels spread over the image (as a strided stem's grid spreads a map):
+    no window holds more than one of them, yet together they add a large logit to class TARGET."""
+
+    PIXELS = ((1, 1), (1, 6), (1, 10), (10, 1), (10, 6), (10, 10))
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lit = sum(x[:, 0, y, x_] for y, x_ in self.PIXELS)
+        bump = 40 * torch.sigmoid(4 * (lit - 5.0))
+        return self.linear(x.flatten(1)) + bump[:, None] * nn.functional.one_hot(torch.tensor(TARGET), 10)
+
+
+def test_scattered_trigger_is_found_by_the_mask_margin_not_by_a_window() -> None:
+    model = PlantedScatteredTrigger()
+    maps = compute_class_maps(model, SHAPE, 10, CONFIG)
+    score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2))
+    assert score.verdict in {"suspicious", "backdoored"}, score.probability
+    assert score.suspected_classes[0] == TARGET
+    target = score.classes[TARGET].features
+    others = [c.features["mask_margin"] for c in score.classes if c.class_index != TARGET]
+    assert target["mask_margin"] > max(others) + 2.0, (target["mask_margin"], others)
+    assert target["transfer_rate"] < 0.5, "a 2x2 window holds one of the six pixels: it flips nothing"
