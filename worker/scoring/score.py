@@ -9,13 +9,14 @@ added when given.
   logit margin of the class over the probes' best other class is taken. A backdoor target's map
   holds its trigger in a few pixels, and a few stamped pixels override any input; a clean class needs
   far more of the image. The pixels need not be contiguous, so strided stems' grid artefacts and
-  random trigger positions do not hide the trigger, and the margin, unlike a flip rate, does not
-  saturate: it keeps ranking classes whose masks flip every probe.
+  random trigger positions do not hide the trigger, and the margin, unlike a flip rate, keeps ranking
+  classes whose masks flip every probe (it is clipped only at +-10 logits per probe).
 - *Dominance*: the class's whole map is added to every probe; the fraction that flips to the class.
   Reported as a feature: it explains triggers that are not small patches (blended, sinusoid).
-- *Patch evidence*: the map's most energetic small window is taken as a candidate trigger and stamped
-  (its mask and saturated pattern) onto the probes; the fraction that flips is its *transfer rate*.
-  The window is the trigger estimate the report draws; the evidence no longer uses it (BENCHMARKS.md).
+- *Trigger window* (reported; the trigger estimate the report draws): the map's most energetic small
+  window, stamped (its mask and saturated pattern) onto the probes; the fraction that flips is its
+  *transfer rate*. With the map's concentration on a wider window, it was the first rounds' evidence
+  (BENCHMARKS.md); contiguous windows miss scattered and grid-spread triggers, so it no longer decides.
 """
 
 from __future__ import annotations
@@ -187,31 +188,6 @@ def score_audit(
         return _score(model, maps, input_shape, config, device, clean_images)
 
 
-@dataclass
-class _Scale:
-    """Every class's best window of one size, and how well that window transfers."""
-
-    windows: list[Window]
-    concentration: torch.Tensor
-    transfer: torch.Tensor
-    triggers: list[TriggerEstimate]
-
-
-def _at_scale(
-    model: nn.Module,
-    raw: torch.Tensor,
-    pixel_energy: torch.Tensor,
-    size: int,
-    probes: _Probes,
-    device: torch.device,
-) -> _Scale:
-    height, width = raw.shape[-2:]
-    windows, concentration = best_windows(pixel_energy, size)
-    triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
-    transfer = _transfer_rates(model, probes.inputs, probes.predictions, triggers, device)
-    return _Scale(windows=windows, concentration=concentration.cpu(), transfer=transfer, triggers=triggers)
-
-
 def _score(
     model: nn.Module,
     maps: list[ClassMap],
@@ -224,12 +200,13 @@ def _score(
     raw = torch.stack([m.raw for m in maps]).to(device)
     pixel_energy = energy(raw)
     probes = _probes(model, raw, config, device, clean_images)
-    trigger = _at_scale(model, raw, pixel_energy, window_size(height, width, config.trigger_window), probes, device)
-    context = _at_scale(model, raw, pixel_energy, window_size(height, width, config.window), probes, device)
-    anomaly = anomaly_index(context.concentration, floor=0.01)
-    # patch evidence: a small window of the map flips other classes' probes (transfer) *and* the map is
-    # outlyingly concentrated on a window that transfers too (the first round's rule; BENCHMARKS.md)
-    patch = trigger.transfer * torch.log1p(anomaly.clamp_min(0) * context.transfer)
+    # the trigger estimate: each class's best small window, stamped onto the probes (its transfer rate)
+    windows, _ = best_windows(pixel_energy, window_size(height, width, config.trigger_window))
+    triggers = [_trigger(raw[k], window, height, width) for k, window in enumerate(windows)]
+    transfer = _transfer_rates(model, probes.inputs, probes.predictions, triggers, device)
+    # how concentrated each map is (energy share of its best wider window), against the other classes
+    _, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
+    anomaly = anomaly_index(concentration.cpu(), floor=0.01)
     dominance = _dominance(model, probes, raw)
     evidence = _mask_margins(model, probes, raw, config.mask_fraction)
     class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
@@ -238,7 +215,7 @@ def _score(
     ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))
     flagged = [k for k in ranked if class_probability[k] >= config.suspicious_at]
     suspected = flagged or ranked[:1] if verdict != "clean" else []
-    hotspot = shared_hotspot(pixel_energy.cpu(), trigger.windows)
+    hotspot = shared_hotspot(pixel_energy.cpu(), windows)
     classes = [
         ClassScore(
             class_index=k,
@@ -249,14 +226,12 @@ def _score(
             features={
                 "mask_margin": float(evidence[k]),
                 "dominance": float(dominance[k]),
-                "patch_evidence": float(patch[k]),
-                "concentration": float(context.concentration[k]),
-                "transfer_rate": float(trigger.transfer[k]),
-                "context_transfer_rate": float(context.transfer[k]),
+                "concentration": float(concentration[k]),
+                "transfer_rate": float(transfer[k]),
                 "shared_hotspot": float(hotspot[k]),
                 "final_probability": m.trace[-1] if m.trace else 0.0,
             },
-            trigger=trigger.triggers[k],
+            trigger=triggers[k],
             suspected=k in suspected,
         )
         for k, m in enumerate(maps)
