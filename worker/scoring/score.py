@@ -131,22 +131,22 @@ def _dominance(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> torch.Te
 def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction: float) -> torch.Tensor:
     """For each class k, the mean clipped margin of k over the other classes' probes once the top
     ``fraction`` of k's map pixels (by energy) are stamped with its saturated pattern."""
-    k, _, height, width = raw.shape
+    classes, _, height, width = raw.shape
     count = max(1, round(fraction * height * width))
     top = energy(raw).flatten(1).topk(count, dim=1).indices
-    margins = torch.zeros(k)
-    for c in range(k):
-        others = probes.inputs[probes.sources != c]
+    margins = torch.zeros(classes)
+    for k in range(classes):
+        others = probes.inputs[probes.sources != k]
         if len(others) == 0:
             continue
         mask = torch.zeros(height * width, device=raw.device)
-        mask[top[c]] = 1.0
+        mask[top[k]] = 1.0
         mask = mask.view(1, height, width)
-        logits = model(others * (1 - mask) + trigger_pattern(raw[c]) * mask)
+        logits = model(others * (1 - mask) + trigger_pattern(raw[k]) * mask)
         rivals = logits.clone()
-        rivals[:, c] = float("-inf")
-        margin = logits[:, c] - rivals.amax(dim=1)
-        margins[c] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
+        rivals[:, k] = float("-inf")
+        margin = logits[:, k] - rivals.amax(dim=1)
+        margins[k] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
     return margins
 
 
