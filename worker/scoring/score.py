@@ -41,11 +41,11 @@ from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_
 
 # Mask margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
 MARGIN_CAP = 10.0
-# Evidence (the mask margin) -> probability: a logistic fitted on the development split (50 models, 25
-# clean). The slope is the one leave-one-out cross-entropy on dev preferred (1.5: 0.32; 1: 0.33, 2: 0.35,
-# 3: 0.43), the centre the best fit at that slope.
-EVIDENCE_CENTRE = 2.72
-EVIDENCE_SLOPE = 1.5
+# Evidence (the mask margin) -> probability: a logistic fitted on the development split (58 models, 33
+# clean). The slope is the one leave-one-out cross-entropy on dev preferred (1.25: 0.340; 1: 0.342,
+# 1.5: 0.347, 2: 0.383), the centre the best fit at that slope.
+EVIDENCE_CENTRE = 3.14
+EVIDENCE_SLOPE = 1.25
 
 
 @dataclass
