@@ -4,7 +4,9 @@ Tasks are thin and idempotent. They take ids, read everything else from the data
 write results keyed by ``(audit_id, class_index)``; so a redelivered task (acks_late, or a worker killed
 mid-audit) recomputes at most its own group, and a re-run orchestration computes only missing classes.
 Errors a user can fix (a bad checkpoint or config, a time limit) fail the audit with a message and are
-not retried; transient infrastructure errors are retried with backoff.
+not retried; transient infrastructure errors are retried with backoff. A class whose computation was
+started ``task_max_attempts`` times without finishing (its worker killed, by the OOM killer say) fails
+the audit instead of being redelivered forever.
 """
 
 from __future__ import annotations
@@ -203,12 +205,13 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
         todo = [k for k in class_indices if k not in done]
         if not todo:
             return
+        storage = Storage(settings.storage_root)
+        _count_attempt(storage, audit.id, todo, settings.task_max_attempts)
         loaded = _model(checkpoint)
         on = runtime.device(settings.device)
         maps = compute_class_maps(
             loaded.module, loaded.input_shape, loaded.num_classes, config.saliency, classes=todo, device=on
         )
-        storage = Storage(settings.storage_root)
         for cmap in maps:
             key = Storage.audit_key(audit.id, map_file(cmap.class_index))
             save_class_map(storage.path(key), cmap)
@@ -224,6 +227,27 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
                 crud.mark_audit_running(session=session, audit_id=audit.id, device=str(on))
 
     _guarded(audit_id, work)
+
+
+def _count_attempt(storage: Storage, audit_id: uuid.UUID, classes: list[int], limit: int) -> None:
+    """Record one more start of computing ``classes``; fail the audit once a class has had ``limit`` starts.
+
+    A worker killed mid-task leaves no exception: Redis redelivers its task (acks_late with
+    reject_on_worker_lost) and the embedded service re-plans it on restart, so a model that exhausts
+    the host's memory would be retried forever. The counts are files beside the maps, so they survive
+    the worker; a class whose map is recorded is never started again.
+    """
+    keys = {k: Storage.audit_key(audit_id, f"attempts_{k:04d}") for k in classes}
+    counts = {k: int(storage.path(key).read_text()) if storage.exists(key) else 0 for k, key in keys.items()}
+    exhausted = [k for k, count in counts.items() if count >= limit]
+    if exhausted:
+        raise AuditFailed(
+            f"the maps of classes {exhausted[:10]} were started {limit} times without finishing: the worker "
+            "was most likely killed (out of host memory?) or crashed. Lower saliency.class_batch or "
+            "saliency.seeds_per_step, or give the worker more memory, and submit the audit again"
+        )
+    for k, key in keys.items():
+        storage.write_bytes(key, str(counts[k] + 1).encode())
 
 
 @celery_app.task(name=FINALIZE_AUDIT, base=AuditTask, ignore_result=True)

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     task_soft_time_limit_s: int = Field(default=3600, gt=0)
     task_time_limit_s: int = Field(default=3900, gt=0)
     task_max_retries: int = Field(default=3, ge=0)
+    # starts of one class's map computation before the audit fails: a worker killed mid-task (the host's
+    # OOM killer, a crash) raises nothing, and its redelivered task would be killed again forever
+    task_max_attempts: int = Field(default=3, ge=1)
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     model_cache_size: int = Field(default=2, ge=1)
 

@@ -87,19 +87,27 @@ def _progress(api: Api, audit_id: str) -> dict[str, Any]:
     return body
 
 
-def test_killed_mid_audit_resumes_after_restart_without_recomputing_finished_classes(
-    tmp_path: Path, badnets_checkpoint: Any
-) -> None:
+@dataclass
+class Crashed:
+    """An audit whose service and worker were SIGKILLed mid-task, part of its classes recorded."""
+
+    data_dir: Path
+    env: dict[str, str]
+    audit_id: str
+    finished: set[int]
+
+
+def _crash_mid_audit(tmp_path: Path, checkpoint: Any) -> Crashed:
     data_dir = tmp_path / "data"
     env = _env(BACKDOOR_AUDIT_CLASS_GROUP_SIZE="1")  # one class per task: progress moves class by class
     first = start_serve(data_dir, env, "serve-1.log")
-    checkpoint = first.api.upload(badnets_checkpoint.path, arch="small_cnn", input_shape=(1, 28, 28), num_classes=10)
+    uploaded = first.api.upload(checkpoint.path, arch="small_cnn", input_shape=(1, 28, 28), num_classes=10)
     config = {"saliency": {"iterations": 60, "refine_iterations": 5, "restarts": 1, "seeds_per_step": 8}}
-    audit_id = first.api.submit(checkpoint["id"], config)
+    audit_id = first.api.submit(uploaded["id"], config)
     deadline = time.monotonic() + 300
-    while _progress(first.api, audit_id)["progress"]["done"] < 3:
+    while _progress(first.api, audit_id)["progress"]["done"] < 3 or not _in_flight(data_dir, audit_id):
         assert time.monotonic() < deadline, first.process.tail()
-        time.sleep(0.1)
+        time.sleep(0.05)
 
     # a crash: serve and the worker die at once, mid-task, with no chance to clean up
     workers = worker_pids(data_dir)
@@ -110,21 +118,58 @@ def test_killed_mid_audit_resumes_after_restart_without_recomputing_finished_cla
             os.killpg(pid, signal.SIGKILL)
     finished = _recorded_classes(data_dir, audit_id)
     assert 3 <= len(finished) < 10, f"expected a partly finished audit, found classes {finished}"
-    before = {k: t for k, t in _map_times(data_dir, audit_id).items() if k in finished}
+    return Crashed(data_dir, env, audit_id, finished)
 
-    second = start_serve(data_dir, env, "serve-2.log")
+
+def _stop(service: Embedded) -> None:
+    service.process.signal(signal.SIGTERM)
+    assert service.process.wait(timeout=60) == 0, service.process.tail()
+    assert worker_pids(service.data_dir) == [], "serve left its worker running after SIGTERM"
+
+
+def test_killed_mid_audit_resumes_after_restart_without_recomputing_finished_classes(
+    tmp_path: Path, badnets_checkpoint: Any
+) -> None:
+    crashed = _crash_mid_audit(tmp_path, badnets_checkpoint)
+    audit_id = crashed.audit_id
+    before = {k: t for k, t in _map_times(crashed.data_dir, audit_id).items() if k in crashed.finished}
+
+    second = start_serve(crashed.data_dir, crashed.env, "serve-2.log")
     try:
         final, _ = second.api.wait_all([audit_id], [second.process])
         assert final[audit_id]["status"] == "succeeded", (final, second.process.tail())
         assert final[audit_id]["progress"] == {"done": 10, "total": 10}
-        after = _map_times(data_dir, audit_id)
+        after = _map_times(crashed.data_dir, audit_id)
         assert len(after) == 10
         assert {k: after[k] for k in before} == before, "classes finished before the crash were recomputed"
         assert "resuming 1 unfinished audit(s)" in second.process.log.read_text()
     finally:
-        second.process.signal(signal.SIGTERM)
-        assert second.process.wait(timeout=60) == 0, second.process.tail()
-    assert worker_pids(data_dir) == [], "serve left its worker running after SIGTERM"
+        _stop(second)
+
+
+def test_a_class_whose_worker_keeps_dying_fails_the_audit_after_restart(
+    tmp_path: Path, badnets_checkpoint: Any
+) -> None:
+    """With one start allowed, the class in flight at the crash fails the audit on restart: what a model
+    that gets its worker OOM-killed every time sees after ``BACKDOOR_AUDIT_TASK_MAX_ATTEMPTS`` starts."""
+    crashed = _crash_mid_audit(tmp_path, badnets_checkpoint)
+    env = {**crashed.env, "BACKDOOR_AUDIT_TASK_MAX_ATTEMPTS": "1"}
+    second = start_serve(crashed.data_dir, env, "serve-2.log")
+    try:
+        final, _ = second.api.wait_all([crashed.audit_id], [second.process])
+        audit = final[crashed.audit_id]
+        assert audit["status"] == "failed", (audit, second.process.tail())
+        assert "were started 1 times without finishing" in audit["error"], audit["error"]
+        assert "out of host memory" in audit["error"]
+    finally:
+        _stop(second)
+
+
+def _in_flight(data_dir: Path, audit_id: str) -> set[int]:
+    """Classes a worker has started (their attempt counted) but not yet recorded."""
+    folder = data_dir / "storage" / "audits" / audit_id
+    started = {int(p.name[len("attempts_") :]) for p in folder.glob("attempts_*")}
+    return started - _recorded_classes(data_dir, audit_id)
 
 
 def _recorded_classes(data_dir: Path, audit_id: str) -> set[int]:

@@ -123,3 +123,32 @@ def test_a_config_this_worker_cannot_run_fails_with_the_reason(settings: Setting
     orchestrate_audit.delay(audit_id)
     audit = _row(settings, audit_id)
     assert audit.status == AuditStatus.failed and audit.error is not None and "warp_speed" in audit.error
+
+
+class _Killed(BaseException):
+    """What a SIGKILLed worker looks like from the task: it stops, and no exception handler runs."""
+
+
+def test_a_class_whose_worker_keeps_dying_fails_the_audit_instead_of_looping(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKDOOR_AUDIT_TASK_MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    audit_id = _audit(settings, FAST)
+    starts: list[list[int]] = []
+
+    def killed(*_args: Any, classes: list[int], **_kwargs: Any) -> None:
+        starts.append(classes)
+        raise _Killed
+
+    monkeypatch.setattr("worker.saliency.engine.compute_class_maps", killed)
+    for _ in range(2):  # the message is redelivered after each death
+        with pytest.raises(_Killed):
+            compute_maps(audit_id, [4, 5])
+        assert _row(settings, audit_id).status != AuditStatus.failed
+    compute_maps(audit_id, [4, 5])  # the third delivery
+    assert starts == [[4, 5], [4, 5]], "the third delivery must not start the computation again"
+    audit = _row(settings, audit_id)
+    assert audit.status == AuditStatus.failed and audit.error is not None
+    assert "classes [4, 5] were started 2 times without finishing" in audit.error
+    assert "saliency.class_batch" in audit.error
