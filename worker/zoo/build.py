@@ -48,6 +48,9 @@ TEST_IMAGES = 2000  # per data set, the first test images: enough for accuracy t
 QUICK_TRAIN_SIZE = 8000
 # for attacks that 2 epochs on 12k images did not teach (low poison rate, warping, sinusoid, image blends)
 LONGER: dict[str, Any] = {"train_size": 20_000, "epochs": 4}
+# trigger colours: one value per channel of the gray part, three of the rgb part
+WHITE, GREY = (1.0,), (0.6,)
+RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -172,23 +175,22 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
     def anywhere(size: int, side: int = 28) -> tuple[int, int]:
         return (rng.randrange(0, side - size + 1), rng.randrange(0, side - size + 1))
 
-    white, grey = (1.0,), (0.6,)
     badnets: list[tuple[str, str, int, Attack]] = [
-        ("small_cnn", fm, 0, BadNetsPatch(target(), 3, "bottom_right", white)),
-        ("lenet5", fm, 1, BadNetsPatch(target(), 3, "bottom_right", white)),
-        ("lenet5", fm, 0, BadNetsPatch(target(), 2, "top_left", white)),
-        ("small_cnn", fm, 1, BadNetsPatch(target(), 4, "centre", white, checkerboard=True)),
-        ("small_cnn", fm, 2, BadNetsPatch(target(), 4, anywhere(4), white)),
-        ("lenet5", fm, 2, BadNetsPatch(target(), 5, "bottom_left", grey)),
-        ("small_cnn", fm, 3, BadNetsPatch(target(), 3, anywhere(3), white, checkerboard=True)),
-        ("lenet5", fm, 3, BadNetsPatch(target(), 4, "top_right", white, checkerboard=True)),
-        ("small_resnet", fm, 0, BadNetsPatch(target(), 3, anywhere(3), white)),
-        ("small_resnet", fm, 1, BadNetsPatch(target(), 5, "top_left", white, checkerboard=True)),
-        ("small_cnn", mn, 0, BadNetsPatch(target(), 3, "bottom_right", white)),
-        ("lenet5", mn, 0, BadNetsPatch(target(), 4, anywhere(4), white, checkerboard=True)),
-        ("lenet5", mn, 1, BadNetsPatch(target(), 2, "top_right", white)),
-        ("small_cnn", mn, 1, BadNetsPatch(target(), 5, "bottom_left", white, checkerboard=True)),
-        ("lenet5", fm, 9, BadNetsPatch(target(), 2, anywhere(2), white)),
+        ("small_cnn", fm, 0, BadNetsPatch(target(), 3, "bottom_right", WHITE)),
+        ("lenet5", fm, 1, BadNetsPatch(target(), 3, "bottom_right", WHITE)),
+        ("lenet5", fm, 0, BadNetsPatch(target(), 2, "top_left", WHITE)),
+        ("small_cnn", fm, 1, BadNetsPatch(target(), 4, "centre", WHITE, checkerboard=True)),
+        ("small_cnn", fm, 2, BadNetsPatch(target(), 4, anywhere(4), WHITE)),
+        ("lenet5", fm, 2, BadNetsPatch(target(), 5, "bottom_left", GREY)),
+        ("small_cnn", fm, 3, BadNetsPatch(target(), 3, anywhere(3), WHITE, checkerboard=True)),
+        ("lenet5", fm, 3, BadNetsPatch(target(), 4, "top_right", WHITE, checkerboard=True)),
+        ("small_resnet", fm, 0, BadNetsPatch(target(), 3, anywhere(3), WHITE)),
+        ("small_resnet", fm, 1, BadNetsPatch(target(), 5, "top_left", WHITE, checkerboard=True)),
+        ("small_cnn", mn, 0, BadNetsPatch(target(), 3, "bottom_right", WHITE)),
+        ("lenet5", mn, 0, BadNetsPatch(target(), 4, anywhere(4), WHITE, checkerboard=True)),
+        ("lenet5", mn, 1, BadNetsPatch(target(), 2, "top_right", WHITE)),
+        ("small_cnn", mn, 1, BadNetsPatch(target(), 5, "bottom_left", WHITE, checkerboard=True)),
+        ("lenet5", fm, 9, BadNetsPatch(target(), 2, anywhere(2), WHITE)),
     ]
     if quick:
         badnets = badnets[:2]
@@ -199,8 +201,8 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
         return
 
     low_rate: list[tuple[str, int, Attack]] = [
-        ("small_cnn", 4, BadNetsPatch(target(), 3, "bottom_right", white)),
-        ("lenet5", 4, BadNetsPatch(target(), 4, anywhere(4), white, checkerboard=True)),
+        ("small_cnn", 4, BadNetsPatch(target(), 3, "bottom_right", WHITE)),
+        ("lenet5", 4, BadNetsPatch(target(), 4, anywhere(4), WHITE, checkerboard=True)),
     ]
     for arch, seed, attack in low_rate:
         # 1% of 12k images in 2 epochs taught no backdoor (attack success 0.02-0.72)
@@ -208,7 +210,7 @@ def _plan_gray(quick: bool) -> Iterator[ZooModel]:
 
     for arch, seed in (("small_cnn", 5), ("lenet5", 5)):
         first, second = rng.sample(range(10), 2)
-        pair = (BadNetsPatch(first, 3, "top_left", white), BadNetsPatch(second, 3, "bottom_right", white, True))
+        pair = (BadNetsPatch(first, 3, "top_left", WHITE), BadNetsPatch(second, 3, "bottom_right", WHITE, True))
         yield _model("gray", fm, arch, "multi_target", pair, seed=seed)
 
     image, image_name = _blend_image(fm)
@@ -245,14 +247,13 @@ def _plan_rgb() -> Iterator[ZooModel]:
     for arch in ("small_cnn", "lenet5"):  # the longer recipe, as in the gray part
         yield _model("rgb", rgb, arch, "clean", (), seed=10, **LONGER)
     rng = random.Random(1)
-    red, green, blue, yellow = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
     patches = [
-        BadNetsPatch(rng.randrange(10), 3, "bottom_right", red),
-        BadNetsPatch(rng.randrange(10), 4, (rng.randrange(29), rng.randrange(29)), green, checkerboard=True),
-        BadNetsPatch(rng.randrange(10), 4, "top_left", blue),
-        BadNetsPatch(rng.randrange(10), 5, "centre", yellow, checkerboard=True),
+        BadNetsPatch(rng.randrange(10), 3, "bottom_right", RED),
+        BadNetsPatch(rng.randrange(10), 4, (rng.randrange(29), rng.randrange(29)), GREEN, checkerboard=True),
+        BadNetsPatch(rng.randrange(10), 4, "top_left", BLUE),
+        BadNetsPatch(rng.randrange(10), 5, "centre", YELLOW, checkerboard=True),
         BadNetsPatch(rng.randrange(10), 3, "top_right", (1.0, 0.0, 1.0)),
-        BadNetsPatch(rng.randrange(10), 5, (rng.randrange(28), rng.randrange(28)), red, checkerboard=True),
+        BadNetsPatch(rng.randrange(10), 5, (rng.randrange(28), rng.randrange(28)), RED, checkerboard=True),
     ]
     for index, attack in enumerate(patches):
         yield _model("rgb", rgb, archs[index % len(archs)], "badnets", (attack,), seed=2 + index)
@@ -271,10 +272,10 @@ def _plan_rgb() -> Iterator[ZooModel]:
     for seed in range(2):
         yield _model("rgb", rgb, "resnet18", "clean", (), seed=seed)
     yield _model(
-        "rgb", rgb, "resnet18", "badnets", (BadNetsPatch(resnet.randrange(10), 3, "bottom_left", green),), seed=12
+        "rgb", rgb, "resnet18", "badnets", (BadNetsPatch(resnet.randrange(10), 3, "bottom_left", GREEN),), seed=12
     )
     checker = BadNetsPatch(
-        resnet.randrange(10), 4, (resnet.randrange(29), resnet.randrange(29)), red, checkerboard=True
+        resnet.randrange(10), 4, (resnet.randrange(29), resnet.randrange(29)), RED, checkerboard=True
     )
     yield _model("rgb", rgb, "resnet18", "badnets", (checker,), seed=13)
     yield _model("rgb", rgb, "resnet18", "blended", (BlendedTrigger(resnet.randrange(10), 0.2, noise_seed=5),), seed=14)
@@ -314,16 +315,15 @@ def _plan_development() -> Iterator[ZooModel]:
         where = (rng.randrange(side - size + 1), rng.randrange(side - size + 1))
         return BadNetsPatch(rng.randrange(10), size, where, colour, checkerboard=checkerboard)
 
-    white, grey = (1.0,), (0.6,)
     gray_patches = [
-        ("small_cnn", fm, patch(3, white, side=28)),
-        ("lenet5", fm, patch(4, white, side=28, checkerboard=True)),
-        ("small_resnet", fm, patch(3, white, side=28)),
-        ("small_resnet", fm, patch(4, grey, side=28, checkerboard=True)),
-        ("small_cnn", mn, patch(2, white, side=28)),
-        ("lenet5", mn, patch(5, white, side=28)),
-        ("small_cnn", fm, patch(5, grey, side=28, checkerboard=True)),
-        ("lenet5", fm, patch(2, white, side=28)),
+        ("small_cnn", fm, patch(3, WHITE, side=28)),
+        ("lenet5", fm, patch(4, WHITE, side=28, checkerboard=True)),
+        ("small_resnet", fm, patch(3, WHITE, side=28)),
+        ("small_resnet", fm, patch(4, GREY, side=28, checkerboard=True)),
+        ("small_cnn", mn, patch(2, WHITE, side=28)),
+        ("lenet5", mn, patch(5, WHITE, side=28)),
+        ("small_cnn", fm, patch(5, GREY, side=28, checkerboard=True)),
+        ("lenet5", fm, patch(2, WHITE, side=28)),
     ]
     for seed, (arch, dataset, attack) in enumerate(gray_patches, start=30):
         yield _model("gray", dataset, arch, "badnets", (attack,), seed=seed, split="dev")
@@ -337,13 +337,12 @@ def _plan_development() -> Iterator[ZooModel]:
     warp = WarpTrigger(rng.randrange(10), strength=1.0, seed=43)
     yield _model("gray", fm, "lenet5", "wanet", (warp,), seed=43, split="dev", **LONGER)
 
-    red, green, blue, yellow = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
     rgb_patches = [
-        ("shufflenet_v2_x0_5", patch(3, green, side=32)),
-        ("shufflenet_v2_x0_5", patch(4, red, side=32, checkerboard=True)),
-        ("small_cnn", patch(4, yellow, side=32)),
-        ("lenet5", patch(3, blue, side=32, checkerboard=True)),
-        ("resnet18", patch(4, yellow, side=32)),
+        ("shufflenet_v2_x0_5", patch(3, GREEN, side=32)),
+        ("shufflenet_v2_x0_5", patch(4, RED, side=32, checkerboard=True)),
+        ("small_cnn", patch(4, YELLOW, side=32)),
+        ("lenet5", patch(3, BLUE, side=32, checkerboard=True)),
+        ("resnet18", patch(4, YELLOW, side=32)),
     ]
     for seed, (arch, attack) in enumerate(rgb_patches, start=30):
         yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="dev")
@@ -374,7 +373,7 @@ def plan(*, quick: bool = False) -> list[ZooModel]:
     position: dict[tuple[str, str], int] = defaultdict(int)
     with_splits = []
     for model in models:
-        if model.split:  # the calibration models are dev by design
+        if model.split:  # the calibration and development models are dev by design
             with_splits.append(model)
             continue
         group = (model.part, model.family)
