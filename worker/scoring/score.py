@@ -84,6 +84,10 @@ class _Probes:
     predictions: torch.Tensor
     sources: torch.Tensor
 
+    def standing_for_others(self, k: int) -> torch.Tensor:
+        """The probes that stand for a class other than k: the inputs k's map or mask must win."""
+        return self.inputs[self.sources != k]
+
 
 @torch.no_grad()
 def _probes(
@@ -121,7 +125,7 @@ def _dominance(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> torch.Te
     """
     rates = torch.zeros(raw.shape[0])
     for k in range(raw.shape[0]):
-        others = probes.inputs[probes.sources != k]
+        others = probes.standing_for_others(k)
         if len(others):
             rates[k] = (model(others + raw[k]).argmax(dim=1) == k).float().mean().cpu()
     return rates
@@ -136,7 +140,7 @@ def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction
     top = energy(raw).flatten(1).topk(count, dim=1).indices
     margins = torch.zeros(classes)
     for k in range(classes):
-        others = probes.inputs[probes.sources != k]
+        others = probes.standing_for_others(k)
         if len(others) == 0:
             continue
         mask = torch.zeros(height * width, device=raw.device)
