@@ -10,9 +10,12 @@ cache next to the manifest, keyed by model sha256, the detector's settings and a
 code, so an interrupted run resumes, a new detector costs only its own time and changed code recomputes.
 
 Reported per group (overall, each part, each attack family with all clean models of the selection):
-AUROC and TPR at 5% FPR of ``probability``; the clean false-positive rate at the detector's default
-threshold (verdict not "clean"); target top-1 on the backdoored models it flagged; cross-entropy of
-``probability``; median seconds per model.
+AUROC of ``probability`` with its 95% bootstrap interval over models, and TPR at 5% FPR; the clean
+false-positive rate at the detector's default threshold (verdict not "clean"); target top-1 on the
+backdoored models it flagged; cross-entropy of ``probability``; median seconds per model.
+
+Then our detector against each baseline on the same models (overall, each part): the AUROC
+difference with a paired bootstrap interval, and the median of the per-model time ratios.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from worker.zoo.build import build_zoo, load_dataset, read_manifest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
 QUICK_ZOO = REPO / ".cache" / "zoo-quick"
+REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
 
 
 def load_model(zoo: Path, entry: dict[str, Any]) -> torch.nn.Module:
@@ -207,6 +211,7 @@ def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "backdoored": sum(labels),
         "clean": len(labels) - sum(labels),
         "auroc": metrics.auroc(probabilities, labels),
+        "auroc_interval": metrics.auroc_interval(probabilities, labels),
         "tpr_at_5_fpr": metrics.tpr_at_fpr(probabilities, labels, 0.05),
         "clean_fpr": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if not y]),
         "detected": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if y]),
@@ -218,19 +223,68 @@ def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """``reference`` against every other detector on the models both ran, overall and per part: the
+    AUROC difference (reference minus other) with its paired bootstrap interval, and the median over
+    models of the reference's seconds divided by the other's (below 1: the reference is faster)."""
+    by_detector: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        by_detector.setdefault(row["detector"], {})[row["model"]] = row
+    mine = by_detector.get(reference, {})
+    comparisons = []
+    for other in sorted(set(by_detector) - {reference}):
+        shared = [m for m in mine if m in by_detector[other]]
+        for group in ["overall", *sorted({mine[m]["part"] for m in shared})]:
+            models = [m for m in shared if group in ("overall", mine[m]["part"])]
+            labels = [int(mine[m]["backdoored"]) for m in models]
+            difference, low, high = metrics.auroc_difference(
+                [mine[m]["probability"] for m in models], [by_detector[other][m]["probability"] for m in models], labels
+            )
+            ratios = [mine[m]["seconds"] / by_detector[other][m]["seconds"] for m in models]
+            comparisons.append(
+                {
+                    "reference": reference,
+                    "other": other,
+                    "group": group,
+                    "models": len(models),
+                    "auroc_difference": difference,
+                    "interval": (low, high),
+                    "median_time_ratio": statistics.median(ratios),
+                    "faster_on": sum(r < 1 for r in ratios),
+                }
+            )
+    return comparisons
+
+
+def _number(value: float) -> str:
+    return "n/a" if value != value else f"{value:.2f}"
+
+
+def format_comparison(comparisons: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per baseline and group."""
+    header = "| ours vs | group | models | AUROC difference (95% CI) | median time ratio | ours faster on |"
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    for c in comparisons:
+        low, high = c["interval"]
+        lines.append(
+            f"| {c['other']} | {c['group']} | {c['models']} | {c['auroc_difference']:+.2f} "
+            f"({_number(low)} to {_number(high)}) | {c['median_time_ratio']:.2f} | {c['faster_on']} of {c['models']} |"
+        )
+    return "\n".join(lines)
+
+
 def format_table(summary: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per detector and group."""
-    header = "| detector | group | bd/clean | AUROC | TPR@5%FPR | clean FPR | detected | target top-1 | CE | median s |"
+    header = "| detector | group | bd/clean | AUROC (95% CI) | TPR@5%FPR | clean FPR | detected | target top-1 | CE |"
+    header += " median s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
-
-    def number(value: float) -> str:
-        return "n/a" if value != value else f"{value:.2f}"
-
     for s in summary:
+        low, high = s["auroc_interval"]
+        interval = f" ({_number(low)}-{_number(high)})" if low == low else ""
         lines.append(
-            f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | {number(s['auroc'])} | "
-            f"{number(s['tpr_at_5_fpr'])} | {number(s['clean_fpr'])} | {number(s['detected'])} | "
-            f"{number(s['target_top1'])} | {number(s['cross_entropy'])} | {s['median_seconds']:.1f} |"
+            f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | {_number(s['auroc'])}{interval} | "
+            f"{_number(s['tpr_at_5_fpr'])} | {_number(s['clean_fpr'])} | {_number(s['detected'])} | "
+            f"{_number(s['target_top1'])} | {_number(s['cross_entropy'])} | {s['median_seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -282,8 +336,13 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}")
     print(format_table(summary))
+    comparisons = compare(rows)
+    if comparisons:
+        print()
+        print(format_comparison(comparisons))
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1) + "\n")
+        payload = {"rows": rows, "summary": summary, "comparisons": comparisons}
+        args.json.write_text(json.dumps(payload, indent=1) + "\n")
     return 0
 
 

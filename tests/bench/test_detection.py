@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench.detection import format_table, summarise
+from bench.detection import compare, format_comparison, format_table, summarise
 
 
 def _row(model: str, family: str, probability: float, verdict: str, top: int, targets: list[int]) -> dict[str, Any]:
@@ -51,7 +51,31 @@ def test_table_has_a_row_per_group_and_prints_missing_values() -> None:
     table = format_table(summarise(ROWS))
     lines = table.splitlines()
     assert len(lines) == 2 + 4
-    assert "| d | wanet | 1/2 | 0.00 |" in table and "n/a" in table
+    assert "| d | wanet | 1/2 | 0.00 (0.00-0.00) |" in table and "n/a" in table
+
+
+def test_our_detector_is_compared_with_each_baseline_on_the_same_models() -> None:
+    ours = [{**r, "detector": "agnostic", "seconds": 1.0} for r in ROWS]
+    # the baseline swaps the scores of b2 and c2 (a worse ranking), is slower on all but one model,
+    # and did not run on w1 (so w1 is left out of the comparison)
+    swapped = {"b2": 0.6, "c2": 0.5}
+    baseline = [
+        {
+            **r,
+            "detector": "mmbd",
+            "probability": swapped.get(r["model"], r["probability"]),
+            "seconds": 1.0 if r["model"] == "c1" else 4.0,
+        }
+        for r in ROWS
+        if r["model"] != "w1"
+    ]
+    (overall, gray) = compare(ours + baseline)
+    assert (overall["other"], overall["group"], overall["models"]) == ("mmbd", "overall", 4)
+    assert gray["group"] == "gray" and gray["models"] == 4
+    # ours: b1, b2 (0.9, 0.5) vs c1, c2 (0.1, 0.6) -> 3/4; the baseline: (0.9, 0.6) vs (0.1, 0.5) -> 4/4
+    assert overall["auroc_difference"] == pytest.approx(-0.25)
+    assert overall["median_time_ratio"] == pytest.approx(0.25) and overall["faster_on"] == 3
+    assert "| mmbd | overall | 4 | -0.25 (" in format_comparison([overall])
 
 
 def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

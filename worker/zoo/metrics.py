@@ -2,6 +2,9 @@
 
 ``labels`` are 1 for backdoored models and 0 for clean ones; ``scores`` are any suspicion values
 where higher means more likely backdoored (a detector's ``probability``).
+
+A zoo's test split holds tens of models, so an AUROC moves by several hundredths when one model
+changes side; ``auroc_interval`` and ``auroc_difference`` say how far, by a bootstrap over models.
 """
 
 from __future__ import annotations
@@ -28,9 +31,58 @@ def auroc(scores: ArrayLike, labels: ArrayLike) -> float:
     positives, negatives = _split(scores, labels)
     if len(positives) == 0 or len(negatives) == 0:
         return float("nan")
-    above = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((above + 0.5 * ties) / (len(positives) * len(negatives)))
+    return float(_aurocs(positives[None], negatives[None])[0])
+
+
+def _aurocs(positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
+    """Row-wise AUROC of (R, P) positive and (R, N) negative scores, ties counting one half."""
+    above = (positives[:, :, None] > negatives[:, None, :]).mean(axis=(1, 2))
+    ties = (positives[:, :, None] == negatives[:, None, :]).mean(axis=(1, 2))
+    return np.asarray(above + 0.5 * ties)
+
+
+def _resampled_aurocs(
+    scores: Sequence[ArrayLike], labels: ArrayLike, resamples: int, seed: int
+) -> list[np.ndarray] | None:
+    """Each detector's AUROC on ``resamples`` bootstrap draws of the same models (backdoored and clean
+    ones drawn separately, so every draw keeps both counts); None when a class is absent."""
+    splits = [_split(s, labels) for s in scores]
+    n_positive, n_negative = len(splits[0][0]), len(splits[0][1])
+    if n_positive == 0 or n_negative == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    p = rng.integers(0, n_positive, size=(resamples, n_positive))
+    n = rng.integers(0, n_negative, size=(resamples, n_negative))
+    return [_aurocs(positives[p], negatives[n]) for positives, negatives in splits]
+
+
+def auroc_interval(
+    scores: ArrayLike, labels: ArrayLike, *, level: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC over models; (NaN, NaN) when a class is absent."""
+    draws = _resampled_aurocs([scores], labels, resamples, seed)
+    if draws is None:
+        return float("nan"), float("nan")
+    low, high = np.quantile(draws[0], [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
+def auroc_difference(
+    scores: ArrayLike,
+    other_scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """AUROC(scores) - AUROC(other_scores) of two detectors on the same models, with a paired bootstrap
+    interval: each draw scores both detectors on the same models, so their shared luck cancels."""
+    draws = _resampled_aurocs([scores, other_scores], labels, resamples, seed)
+    if draws is None:
+        return float("nan"), float("nan"), float("nan")
+    low, high = np.quantile(draws[0] - draws[1], [(1 - level) / 2, (1 + level) / 2])
+    return auroc(scores, labels) - auroc(other_scores, labels), float(low), float(high)
 
 
 def tpr_at_fpr(scores: ArrayLike, labels: ArrayLike, fpr: float = 0.05) -> float:
