@@ -182,6 +182,34 @@ def list_unfinished_audit_ids(*, session: Session) -> list[uuid.UUID]:
     return list(session.scalars(select(Audit.id).where(Audit.status.in_(UNFINISHED)).order_by(Audit.created_at)))
 
 
+def list_stalled_audit_ids(*, session: Session, idle_since: datetime) -> list[uuid.UUID]:
+    """Unfinished audits with nothing recorded since ``idle_since``: not created, started, sent again
+    by the reaper, nor given a class result. Their messages were most likely lost (a broker that lost
+    its data, a purged queue, a chord whose state expired)."""
+    last_result = (
+        select(ClassResult.audit_id, func.max(ClassResult.created_at).label("at"))
+        .group_by(ClassResult.audit_id)
+        .subquery()
+    )
+    query = (
+        select(Audit.id)
+        .outerjoin(last_result, last_result.c.audit_id == Audit.id)
+        .where(
+            Audit.status.in_(UNFINISHED),
+            Audit.created_at < idle_since,
+            (Audit.started_at.is_(None)) | (Audit.started_at < idle_since),
+            (Audit.requeued_at.is_(None)) | (Audit.requeued_at < idle_since),
+            (last_result.c.at.is_(None)) | (last_result.c.at < idle_since),
+        )
+        .order_by(Audit.created_at)
+    )
+    return list(session.scalars(query))
+
+
+def mark_audit_requeued(*, session: Session, audit_id: uuid.UUID) -> None:
+    session.execute(update(Audit).where(Audit.id == audit_id).values(requeued_at=utcnow()))
+
+
 def mark_audit_running(*, session: Session, audit_id: uuid.UUID, device: str | None = None) -> None:
     """queued -> running (idempotent: a redelivered orchestration keeps the first start time)."""
     session.execute(

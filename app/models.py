@@ -149,6 +149,8 @@ class Audit(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # when the reaper last sent the audit again because nothing had happened to it for STALL_TIMEOUT_S
+    requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class ClassResult(Base):

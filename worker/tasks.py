@@ -6,7 +6,8 @@ mid-audit) recomputes at most its own group, and a re-run orchestration computes
 Errors a user can fix (a bad checkpoint or config, a time limit) fail the audit with a message and are
 not retried; transient infrastructure errors are retried with backoff. A class whose computation was
 started ``task_max_attempts`` times without finishing (its worker killed, by the OOM killer say) fails
-the audit instead of being redelivered forever.
+the audit instead of being redelivered forever. An audit whose messages were lost altogether (a
+broker that lost its data) is sent again by ``reap_stalled_audits``, which the beat runs periodically.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import kombu.exceptions
@@ -28,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from app import crud
 from app.core.db import session_scope
-from app.core.queue import COMPUTE_MAPS, FINALIZE_AUDIT, ORCHESTRATE_AUDIT, VALIDATE_CHECKPOINT
+from app.core.queue import COMPUTE_MAPS, FINALIZE_AUDIT, ORCHESTRATE_AUDIT, REAP_STALLED_AUDITS, VALIDATE_CHECKPOINT
 from app.core.settings import get_settings
 from app.core.storage import REPORT_FILE, Storage
 from app.models import Audit, AuditStatus, Checkpoint, Verdict, utcnow
@@ -185,6 +187,26 @@ def orchestrate_audit(audit_id: str) -> None:
         finalize.apply_async()
         return
     chord(group(compute_maps.si(audit_id, classes) for classes in groups))(finalize)
+
+
+@celery_app.task(name=REAP_STALLED_AUDITS, ignore_result=True)
+def reap_stalled_audits() -> int:
+    """Send again every unfinished audit with nothing recorded for ``STALL_TIMEOUT_S``; return how many.
+
+    Orchestration computes only the classes still missing, so a resend is safe. The timeout outlasts
+    the longest task and Redis's own redelivery, so nothing that is still running is sent again, and
+    each resend is recorded (``requeued_at``): an audit is sent at most once per timeout.
+    """
+    settings = get_settings()
+    idle_since = utcnow() - timedelta(seconds=settings.stall_timeout_resolved)
+    with _session() as session:
+        stalled = crud.list_stalled_audit_ids(session=session, idle_since=idle_since)
+        for audit_id in stalled:
+            crud.mark_audit_requeued(session=session, audit_id=audit_id)
+    for audit_id in stalled:
+        log.warning("audit %s: nothing recorded since %s; sending it again", audit_id, idle_since.isoformat())
+        orchestrate_audit.delay(str(audit_id))
+    return len(stalled)
 
 
 @celery_app.task(name=COMPUTE_MAPS, base=AuditTask)

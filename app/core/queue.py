@@ -21,10 +21,12 @@ ORCHESTRATE_AUDIT = "backdoor_audit.orchestrate_audit"
 COMPUTE_MAPS = "backdoor_audit.compute_maps"
 FINALIZE_AUDIT = "backdoor_audit.finalize_audit"
 VALIDATE_CHECKPOINT = "backdoor_audit.validate_checkpoint"
+REAP_STALLED_AUDITS = "backdoor_audit.reap_stalled_audits"
 
 TASK_ROUTES = {
     ORCHESTRATE_AUDIT: {"queue": CPU_QUEUE},
     VALIDATE_CHECKPOINT: {"queue": CPU_QUEUE},
+    REAP_STALLED_AUDITS: {"queue": CPU_QUEUE},
     COMPUTE_MAPS: {"queue": GPU_QUEUE},
     FINALIZE_AUDIT: {"queue": GPU_QUEUE},
 }
@@ -56,6 +58,10 @@ def make_celery(settings: Settings) -> Celery:
         result_expires=7 * 24 * 3600,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
+        # run by `celery -A worker.celery_app beat` (one instance per deployment)
+        beat_schedule={
+            "reap-stalled-audits": {"task": REAP_STALLED_AUDITS, "schedule": float(settings.reap_interval_s)}
+        },
     )
     return celery
 

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # starts of one class's map computation before the audit fails: a worker killed mid-task (the host's
     # OOM killer, a crash) raises nothing, and its redelivered task would be killed again forever
     task_max_attempts: int = Field(default=3, ge=1)
+    # an unfinished audit with nothing recorded for this long is sent again (its messages were lost);
+    # unset: the broker's own redelivery time plus 10 minutes. Must outlast the longest task.
+    stall_timeout_s: int | None = Field(default=None, gt=0)
+    reap_interval_s: int = Field(default=300, gt=0)  # how often the beat runs the reaper
     device: str = "auto"  # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     model_cache_size: int = Field(default=2, ge=1)
 
@@ -67,6 +71,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S so a task can record its failure "
                 f"before it is killed (got {self.task_soft_time_limit_s} >= {self.task_time_limit_s})"
+            )
+        if self.stall_timeout_s is not None and self.stall_timeout_s <= self.task_time_limit_s:
+            raise ValueError(
+                "STALL_TIMEOUT_S must exceed TASK_TIME_LIMIT_S, or an audit whose task is still running would be "
+                f"sent again and computed twice (got {self.stall_timeout_s} <= {self.task_time_limit_s})"
             )
         if self.environment == "production":
             password = urlsplit(self.database_url_resolved).password
@@ -108,6 +117,11 @@ class Settings(BaseSettings):
     def visibility_timeout_s(self) -> int:
         """Redis redelivers unacked tasks after this; it must outlast the longest task or work runs twice."""
         return self.task_time_limit_s + 600
+
+    @property
+    def stall_timeout_resolved(self) -> int:
+        """Idle time after which the reaper sends an unfinished audit again."""
+        return self.stall_timeout_s or self.visibility_timeout_s + 600
 
     def ensure_dirs(self) -> None:
         """Create the local folders this configuration writes to (idempotent)."""

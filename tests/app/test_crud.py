@@ -1,11 +1,12 @@
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import crud
-from app.models import ApiKey, AuditStatus, Verdict
+from app.models import ApiKey, Audit, AuditStatus, ClassResult, Verdict, utcnow
 
 
 def _audit(session: Session, team_id: uuid.UUID, checkpoint_id: uuid.UUID) -> uuid.UUID:
@@ -101,3 +102,33 @@ def test_deleting_a_checkpoint_keeps_its_audits_and_reports_shared_bytes(
     other = crud.get_checkpoint(session=session, team_id=blue.id, checkpoint_id=blue_checkpoint)
     assert other is not None
     assert crud.delete_checkpoint(session=session, checkpoint=other) is True
+
+
+def test_stalled_audits_are_unfinished_ones_with_nothing_recorded_since_the_cutoff(
+    session: Session, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    team = crud.get_or_create_team(session=session, name="red")
+    session.commit()
+    checkpoint_id = make_checkpoint(team.id)
+    lost, progressing, requeued, finished, fresh = (_audit(session, team.id, checkpoint_id) for _ in range(5))
+    hour_ago = utcnow() - timedelta(hours=1)
+    session.execute(update(Audit).where(Audit.id != fresh).values(created_at=hour_ago, started_at=hour_ago))
+    crud.upsert_class_result(  # a class finished just now: the audit is moving
+        session=session, audit_id=progressing, class_index=0, success_rate=1.0, stability=1.0, map_key="k"
+    )
+    session.execute(update(ClassResult).where(ClassResult.audit_id == lost).values(created_at=hour_ago))
+    crud.mark_audit_requeued(session=session, audit_id=requeued)
+    crud.fail_audit(session=session, audit_id=finished, error="boom")
+    session.commit()
+    cutoff = utcnow() - timedelta(minutes=10)
+    assert crud.list_stalled_audit_ids(session=session, idle_since=cutoff) == [lost]
+    # a class result older than the cutoff does not count as progress
+    crud.upsert_class_result(
+        session=session, audit_id=lost, class_index=1, success_rate=1.0, stability=1.0, map_key="k"
+    )
+    session.execute(update(ClassResult).where(ClassResult.audit_id == lost).values(created_at=hour_ago))
+    session.commit()
+    assert crud.list_stalled_audit_ids(session=session, idle_since=cutoff) == [lost]
+    crud.mark_audit_requeued(session=session, audit_id=lost)
+    session.commit()
+    assert crud.list_stalled_audit_ids(session=session, idle_since=cutoff) == []

@@ -36,6 +36,14 @@ def test_soft_time_limit_must_leave_room_before_the_hard_one() -> None:
         Settings(task_soft_time_limit_s=100, task_time_limit_s=100)
 
 
+def test_stall_timeout_outlasts_running_tasks_and_redelivery() -> None:
+    with pytest.raises(ValidationError, match="STALL_TIMEOUT_S must exceed TASK_TIME_LIMIT_S"):
+        Settings(stall_timeout_s=3900)
+    default = Settings()
+    assert default.stall_timeout_resolved > default.visibility_timeout_s > default.task_time_limit_s
+    assert Settings(stall_timeout_s=4000).stall_timeout_resolved == 4000
+
+
 def test_production_refuses_placeholder_database_passwords() -> None:
     with pytest.raises(ValidationError, match="placeholder password"):
         Settings(environment="production", database_url="postgresql://postgres:changethis@db/audit")

@@ -35,6 +35,18 @@ def test_compose_has_every_service_wired_in_order() -> None:
     queues = {services[s]["command"][services[s]["command"].index("-Q") + 1] for s in ("worker", "worker-cpu")}
     assert queues == {"gpu", "cpu"}, "every queue the API sends to needs a consumer"
     assert services["flower"]["profiles"] == ["monitoring"]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "worker.celery_app", "beat"]
+    assert services["beat"].get("deploy", {}).get("replicas", 1) == 1, "two beats would reap twice"
+
+
+def test_the_beat_schedules_the_reaper_of_stalled_audits() -> None:
+    from app.core.queue import CPU_QUEUE, REAP_STALLED_AUDITS, TASK_ROUTES, make_celery
+    from app.core.settings import Settings
+
+    schedule = make_celery(Settings(reap_interval_s=120)).conf.beat_schedule
+    assert [entry["task"] for entry in schedule.values()] == [REAP_STALLED_AUDITS]
+    assert [entry["schedule"] for entry in schedule.values()] == [120.0]
+    assert TASK_ROUTES[REAP_STALLED_AUDITS] == {"queue": CPU_QUEUE}
 
 
 def test_no_secret_is_baked_in() -> None:

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import random
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from celery import Celery
+from sqlalchemy import update
 
+from app import crud
+from app.core.db import session_scope
+from app.core.queue import REAP_STALLED_AUDITS
+from app.core.settings import Settings
+from app.models import Audit, Checkpoint, utcnow
 from tests.integration.conftest import free_port, service_env
 from tests.integration.service import DETECTION_CONFIG, Api, Process, check_detection_flow, python_command, wait_ready
 
@@ -24,6 +34,7 @@ class Stack:
     red: Api
     blue: Api
     processes: list[Process]
+    env: dict[str, str]
 
 
 def _create_key(env: dict[str, str], team: str) -> str:
@@ -70,7 +81,7 @@ def stack(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     try:
         wait_ready(f"http://127.0.0.1:{port}", processes)
         base = f"http://127.0.0.1:{port}"
-        yield Stack(Api(base, red), Api(base, blue), processes)
+        yield Stack(Api(base, red), Api(base, blue), processes, env)
     finally:
         for process in processes:
             process.stop()
@@ -108,3 +119,30 @@ def test_two_audits_of_the_same_checkpoint_run_side_by_side(stack: Stack, badnet
     # same model, same seeded config: the same answer, from two independent sets of results
     assert (first["verdict"], first["suspected_classes"]) == (second["verdict"], second["suspected_classes"])
     assert slowest_poll < 1.0
+
+
+def test_an_audit_whose_message_was_lost_is_sent_again_by_the_reaper(stack: Stack, badnets_checkpoint: Any) -> None:
+    """An audit recorded a day ago whose orchestration message never reached a worker (as after a broker
+    that lost its data) sits queued until the reaper, run as the beat runs it, sends it again."""
+    checkpoint = stack.red.upload(badnets_checkpoint.path, arch="small_cnn", input_shape=(1, 28, 28), num_classes=10)
+    config = {"saliency": {"iterations": 20, "refine_iterations": 5, "restarts": 1, "seeds_per_step": 8}}
+    database = stack.env["DATABASE_URL"]
+    with session_scope(database) as session:
+        stored = session.get(Checkpoint, uuid.UUID(checkpoint["id"]))
+        assert stored is not None
+        audit = crud.create_audit(session=session, team_id=stored.team_id, checkpoint=stored, config=config)
+        session.flush()
+        session.execute(update(Audit).where(Audit.id == audit.id).values(created_at=utcnow() - timedelta(days=1)))
+        audit_id = audit.id
+    time.sleep(3)  # an idle worker would have picked up a message by now
+    with stack.red.client as client:
+        assert client.get(f"/audits/{audit_id}").json()["status"] == "queued"
+    Celery(broker=stack.env["BROKER_URL"]).send_task(REAP_STALLED_AUDITS, queue="cpu")
+    final, _ = stack.red.wait_all([str(audit_id)], stack.processes)
+    assert final[str(audit_id)]["status"] == "succeeded", final
+    with session_scope(database) as session:
+        reaped = session.get(Audit, audit_id)
+        assert reaped is not None and reaped.requeued_at is not None
+        # sent once: now that it has moved, it is not stalled any more
+        idle_since = utcnow() - timedelta(seconds=Settings().stall_timeout_resolved)
+        assert audit_id not in crud.list_stalled_audit_ids(session=session, idle_since=idle_since)
