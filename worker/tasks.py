@@ -195,7 +195,9 @@ def reap_stalled_audits() -> int:
 
     Orchestration computes only the classes still missing, so a resend is safe. The timeout outlasts
     the longest task and Redis's own redelivery, so nothing that is still running is sent again, and
-    each resend is recorded (``requeued_at``): an audit is sent at most once per timeout.
+    each resend is recorded (``requeued_at``): an audit is sent at most once per timeout. An audit
+    still waiting behind a queue longer than the timeout is sent twice; the copy's tasks skip every
+    class already recorded, though two GPU workers may compute a class side by side once.
     """
     settings = get_settings()
     idle_since = utcnow() - timedelta(seconds=settings.stall_timeout_resolved)
