@@ -92,6 +92,7 @@ class Audit:
     status: str  # queued | running | succeeded | failed
     done: int
     total: int
+    fraction: float  # of the map computation, counting the steps of the classes in flight
     verdict: str | None  # clean | suspicious | backdoored, once succeeded
     probability: float | None
     suspected_classes: list[int]
@@ -105,12 +106,15 @@ class Audit:
     def from_json(cls, data: Mapping[str, Any]) -> Audit:
         progress = data.get("progress") or {}
         checkpoint_id = data.get("checkpoint_id")
+        done, total = int(progress.get("done") or 0), int(progress.get("total") or 0)
+        fraction = progress.get("fraction")  # absent from servers before it was added: whole classes only
         return cls(
             id=str(data["id"]),
             checkpoint_id=str(checkpoint_id) if checkpoint_id else None,
             status=str(data["status"]),
-            done=int(progress.get("done") or 0),
-            total=int(progress.get("total") or 0),
+            done=done,
+            total=total,
+            fraction=float(fraction) if fraction is not None else (done / total if total else 0.0),
             verdict=data.get("verdict"),
             probability=data.get("probability"),
             suspected_classes=[int(k) for k in data.get("suspected_classes") or []],

@@ -250,6 +250,12 @@ def upsert_class_result(
     session.execute(update(Audit).where(Audit.id == audit_id).values(progress_done=done))
 
 
+def add_partial_progress(*, session: Session, audit_id: uuid.UUID, classes: float) -> None:
+    """Add (or, negative, remove) a worker's share of the classes in flight; atomic, so workers computing
+    groups of one audit side by side do not overwrite each other."""
+    session.execute(update(Audit).where(Audit.id == audit_id).values(progress_partial=Audit.progress_partial + classes))
+
+
 def list_class_results(*, session: Session, audit_id: uuid.UUID) -> Sequence[ClassResult]:
     query = select(ClassResult).where(ClassResult.audit_id == audit_id).order_by(ClassResult.class_index)
     return session.scalars(query).all()

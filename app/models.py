@@ -139,6 +139,9 @@ class Audit(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer)
+    # classes in flight, counted by the share of their optimisation steps done (workers add and remove
+    # their part), so progress moves while a group of classes is computed, not only when it ends
+    progress_partial: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     verdict: Mapped[Verdict | None] = mapped_column(
         Enum(Verdict, name="verdict", native_enum=False, length=16), index=True
     )

@@ -83,6 +83,19 @@ class AuditCreate(BaseModel):
 class Progress(BaseModel):
     done: int = Field(description="Classes whose map is computed")
     total: int = Field(description="Classes of the model")
+    fraction: float = Field(
+        description="Share of the audit's map computation done, 0..1: the finished classes plus the share of "
+        "optimisation steps done on the classes in flight (1 once the audit succeeded)"
+    )
+
+    @classmethod
+    def of(cls, audit: Audit) -> Progress:
+        if audit.status == AuditStatus.succeeded or audit.progress_total == 0:
+            fraction = 1.0 if audit.status == AuditStatus.succeeded else 0.0
+        else:
+            in_flight = max(0.0, audit.progress_partial or 0.0)  # a killed worker's part may linger: bounded below
+            fraction = min(1.0, (audit.progress_done + in_flight) / audit.progress_total)
+        return cls(done=audit.progress_done, total=audit.progress_total, fraction=round(fraction, 4))
 
 
 class AuditPublic(BaseModel):
@@ -108,7 +121,7 @@ class AuditPublic(BaseModel):
             checkpoint_id=audit.checkpoint_id,
             checkpoint_sha256=audit.checkpoint_sha256,
             status=audit.status,
-            progress=Progress(done=audit.progress_done, total=audit.progress_total),
+            progress=Progress.of(audit),
             verdict=audit.verdict,
             probability=audit.probability,
             suspected_classes=audit.suspected_classes,

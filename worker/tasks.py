@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -233,13 +234,21 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
         _count_attempt(storage, audit.id, todo, settings.task_max_attempts)
         loaded = _model(checkpoint)
         on = runtime.device(settings.device)
+        in_flight = _InFlightProgress(audit.id, len(todo))
         maps = compute_class_maps(
-            loaded.module, loaded.input_shape, loaded.num_classes, config.saliency, classes=todo, device=on
+            loaded.module,
+            loaded.input_shape,
+            loaded.num_classes,
+            config.saliency,
+            classes=todo,
+            device=on,
+            progress=in_flight.step,
         )
         for cmap in maps:
             key = Storage.audit_key(audit.id, map_file(cmap.class_index))
             save_class_map(storage.path(key), cmap)
             with _session() as session:  # one commit per class: progress shows class by class
+                in_flight.hand_over_one(session)
                 crud.upsert_class_result(
                     session=session,
                     audit_id=audit.id,
@@ -251,6 +260,41 @@ def compute_maps(audit_id: str, class_indices: list[int]) -> None:
                 crud.mark_audit_running(session=session, audit_id=audit.id, device=str(on))
 
     _guarded(audit_id, work)
+
+
+class _InFlightProgress:
+    """A ``compute_maps`` task's share of the audit's progress while its classes are optimised.
+
+    The engine reports steps; at most every ``interval`` seconds the task adds what it gained since its
+    last report to ``audits.progress_partial``, in classes (its class count times the share of steps
+    done). As each class's result is recorded, that class's share is taken back in the same
+    transaction, so the finished class moves from the partial count to ``progress_done`` at once.
+    """
+
+    interval = 1.0  # seconds between reports: a database write per report
+
+    def __init__(self, audit_id: uuid.UUID, classes: int) -> None:
+        self.audit_id = audit_id
+        self.classes = classes
+        self.reported = 0.0  # classes this task has added to progress_partial and not taken back
+        self.last_report = time.monotonic()
+
+    def step(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last_report < self.interval or done >= total:
+            return
+        gained = self.classes * done / total - self.reported
+        with _session() as session:
+            crud.add_partial_progress(session=session, audit_id=self.audit_id, classes=gained)
+        self.reported += gained
+        self.last_report = now
+
+    def hand_over_one(self, session: Session) -> None:
+        """Take back one class's share, in the session that records that class's result."""
+        share = self.reported / self.classes
+        crud.add_partial_progress(session=session, audit_id=self.audit_id, classes=-share)
+        self.reported -= share
+        self.classes -= 1
 
 
 def _count_attempt(storage: Storage, audit_id: uuid.UUID, classes: list[int], limit: int) -> None:

@@ -90,7 +90,8 @@ def _wait_with_progress(client: BackdoorAuditClient, audit: Audit, args: argpars
         def show(current: Audit) -> None:
             bar.total = current.total or bar.total
             bar.set_description(current.status)
-            bar.update(current.done - bar.n)
+            # classes, fractional while a group is in flight
+            bar.update(round(current.fraction * current.total, 1) - bar.n)
 
         return client.wait(audit.id, poll_interval=args.poll_interval, timeout=args.timeout, on_progress=show)
 

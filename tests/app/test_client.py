@@ -13,6 +13,7 @@ import pytest
 
 from app.client import (
     ApiError,
+    Audit,
     AuthenticationError,
     BackdoorAuditClient,
     BackdoorAuditError,
@@ -217,3 +218,9 @@ def test_wait_does_not_retry_client_errors() -> None:
     with _client(handler) as client, pytest.raises(NotFoundError):
         client.wait(AUDIT_ID, poll_interval=0.0)
     assert len(calls) == 1
+
+
+def test_progress_fraction_is_read_and_falls_back_to_whole_classes() -> None:
+    moving = Audit.from_json(_audit("running", 3, progress={"done": 3, "total": 10, "fraction": 0.42}))
+    assert (moving.done, moving.fraction) == (3, 0.42)
+    assert Audit.from_json(_audit("running", 3)).fraction == 0.3  # a server that does not send it

@@ -22,6 +22,8 @@ from app.core.db import migrate_database, session_scope
 from app.core.settings import Settings, get_settings
 from app.core.storage import REPORT_FILE, Storage
 from app.models import AuditStatus
+from app.schemas import Progress
+from worker import tasks
 from worker.celery_app import celery_app
 from worker.nets import SmallCNN
 from worker.tasks import compute_maps, finalize_audit, orchestrate_audit
@@ -152,3 +154,44 @@ def test_a_class_whose_worker_keeps_dying_fails_the_audit_instead_of_looping(
     assert audit.status == AuditStatus.failed and audit.error is not None
     assert "classes [4, 5] were started 2 times without finishing" in audit.error
     assert "saliency.class_batch" in audit.error
+
+
+def test_progress_moves_while_a_group_is_computed_and_ends_on_whole_classes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every engine step reports (interval 0): workers add their in-flight share while optimising and
+    take it back class by class as results are recorded, so nothing is left once the audit is done."""
+    monkeypatch.setattr(tasks._InFlightProgress, "interval", 0.0)
+    changes: list[float] = []
+    add = crud.add_partial_progress
+
+    def spy(*, session: Any, audit_id: uuid.UUID, classes: float) -> None:
+        changes.append(classes)
+        add(session=session, audit_id=audit_id, classes=classes)
+
+    monkeypatch.setattr(crud, "add_partial_progress", spy)
+    audit_id = _audit(settings, FAST)
+    orchestrate_audit.delay(audit_id)
+    audit = _row(settings, audit_id)
+    assert audit.status == AuditStatus.succeeded, audit.error
+    gains = [c for c in changes if c > 0]
+    # 3 groups (4 + 4 + 2 classes) of 12 steps each; the last step of a group is not reported
+    assert len(gains) == 3 * 11 and max(gains) < 1
+    assert sum(changes) == pytest.approx(0.0, abs=1e-9) and audit.progress_partial == pytest.approx(0.0, abs=1e-9)
+    assert Progress.of(audit).fraction == 1.0
+
+
+def test_in_flight_share_counts_toward_the_fraction(settings: Settings) -> None:
+    audit_id = uuid.UUID(_audit(settings, FAST))
+    progress = tasks._InFlightProgress(audit_id, classes=4)
+    progress.interval = 0.0
+    progress.step(5, 10)  # half the steps of 4 classes: 2 classes' worth
+    assert Progress.of(_row(settings, str(audit_id))).fraction == pytest.approx(0.2)
+    with session_scope(settings.database_url_resolved) as session:
+        crud.upsert_class_result(
+            session=session, audit_id=audit_id, class_index=0, success_rate=1.0, stability=1.0, map_key="k"
+        )
+        progress.hand_over_one(session)  # the finished class moves from in flight to done in one commit
+    audit = _row(settings, str(audit_id))
+    assert (audit.progress_done, audit.progress_partial) == (1, pytest.approx(1.5))
+    assert Progress.of(audit).fraction == pytest.approx(0.25)

@@ -25,7 +25,7 @@ def test_submit_commits_then_enqueues_and_returns_202_with_location(
     assert response.status_code == 202, response.text
     body = response.json()
     assert response.headers["location"] == f"/api/v1/audits/{body['id']}"
-    assert body["status"] == "queued" and body["progress"] == {"done": 0, "total": 10}
+    assert body["status"] == "queued" and body["progress"] == {"done": 0, "total": 10, "fraction": 0.0}
     assert body["config"]["saliency"]["iterations"] == 20 and "scoring" in body["config"]  # defaults filled in
     assert queue.enqueued == [uuid.UUID(body["id"])]
     polled = client.get(response.headers["location"], headers=team["headers"])

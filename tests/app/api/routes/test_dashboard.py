@@ -135,7 +135,7 @@ def test_running_audit_page_polls_progress_json(
     page = signed_in.get(f"/audits/{audit_id}").text
     assert f"/audits/{audit_id}/progress" in page and "<progress" in page
     progress = signed_in.get(f"/audits/{audit_id}/progress").json()
-    assert progress["status"] == "queued" and progress["progress"] == {"done": 0, "total": 10}
+    assert progress["status"] == "queued" and progress["progress"] == {"done": 0, "total": 10, "fraction": 0.0}
     signed_in.cookies.clear()
     assert client.get(f"/audits/{audit_id}/progress").status_code == 401
 
