@@ -93,7 +93,9 @@ class Progress(BaseModel):
         if audit.status == AuditStatus.succeeded or audit.progress_total == 0:
             fraction = 1.0 if audit.status == AuditStatus.succeeded else 0.0
         else:
-            in_flight = max(0.0, audit.progress_partial or 0.0)  # a killed worker's part may linger: bounded below
+            # rounding can leave a hair below zero; a killed worker's share lingers (positive) until the audit
+            # ends, so the sum is capped at the whole
+            in_flight = max(0.0, audit.progress_partial or 0.0)
             fraction = min(1.0, (audit.progress_done + in_flight) / audit.progress_total)
         return cls(done=audit.progress_done, total=audit.progress_total, fraction=round(fraction, 4))
 
