@@ -2,12 +2,13 @@
 
 Each check looks at the same bytes torch will read, before torch reads them: every pickle member is
 scanned for disallowed globals (pickle_scan), every tensor storage a pickle names must exist and hold
-the bytes it claims, and TorchScript code is searched for the few builtin ops that touch files.
+the bytes it claims, and TorchScript code is read for the few builtin ops that touch files.
 """
 
 from __future__ import annotations
 
-import re
+import io
+import tokenize
 
 from worker.loading.archive import Archive
 from worker.loading.pickle_scan import (
@@ -26,9 +27,10 @@ _LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage key
 
 # TorchScript code runs in the TorchScript interpreter, which has no Python builtins or imports; what it
 # can reach is the registered operator set. These builtins read or write files, so code naming them is
-# refused; operators from namespaces other than aten/prim come from extension libraries.
-_FILE_OPS = re.compile(r"\.(from_file|save|load|_load_for_mobile|_pickle_save|_pickle_load_obj)\s*\(")
-_OP_NAMESPACE = re.compile(r"\bops\.(\w+)\.")
+# refused; operators from namespaces other than aten/prim come from extension libraries. The code is
+# read as Python tokens, not searched as text: TorchScript's parser accepts `torch. from_file(...)`
+# and line continuations, which a pattern over the text would have to foresee (an earlier one did not).
+_FILE_OPS = frozenset({"from_file", "save", "load", "_load_for_mobile", "_pickle_save", "_pickle_load_obj"})
 _ALLOWED_OP_NAMESPACES = {"aten", "prim"}
 _TORCHSCRIPT_STORAGE_FOLDERS = {"data.pkl": "data/", "constants.pkl": "constants/"}
 
@@ -114,14 +116,24 @@ def _scan_code(archive: Archive, name: str) -> None:
         code = archive.read(name).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CheckpointError(f"{archive.where}: TorchScript code `{name}` is not UTF-8 text.") from exc
-    if match := _FILE_OPS.search(code):
+    names = _names(code, f"{archive.where}: TorchScript code `{name}`")
+    if touching := next((n for n in names if n in _FILE_OPS), None):
         raise CheckpointError(
-            f"{archive.where}: TorchScript code `{name}` calls `{match.group(1)}`, an operator that reads or "
+            f"{archive.where}: TorchScript code `{name}` calls `{touching}`, an operator that reads or "
             "writes files; a classifier has no need for it, so the archive is refused."
         )
-    for namespace in _OP_NAMESPACE.findall(code):
-        if namespace not in _ALLOWED_OP_NAMESPACES:
+    for before, dot, namespace in zip(names, names[1:], names[2:], strict=False):
+        if before == "ops" and dot == "." and namespace not in _ALLOWED_OP_NAMESPACES:
             raise CheckpointError(
                 f"{archive.where}: TorchScript code `{name}` calls operators from `torch.ops.{namespace}`, "
                 "which need a native extension library; only built-in aten/prim operators are accepted."
             )
+
+
+def _names(code: str, where: str) -> list[str]:
+    """The code's names and dots, in order, whatever the spacing, comments and line continuations."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    except (tokenize.TokenError, SyntaxError) as exc:
+        raise CheckpointError(f"{where} is not valid TorchScript source ({exc}); refused.") from exc
+    return [t.string for t in tokens if t.type == tokenize.NAME or t.string == "."]
