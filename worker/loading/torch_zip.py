@@ -30,6 +30,8 @@ _LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage key
 # refused; operators from namespaces other than aten/prim come from extension libraries. The code is
 # read as Python tokens, not searched as text: TorchScript's parser accepts `torch. from_file(...)`
 # and line continuations, which a pattern over the text would have to foresee (an earlier one did not).
+# Of the registered aten/prim schemas, aten::from_file and aten::save take a file name (a test keeps
+# this list in step with the installed torch).
 _FILE_OPS = frozenset({"from_file", "save", "load", "_load_for_mobile", "_pickle_save", "_pickle_load_obj"})
 _ALLOWED_OP_NAMESPACES = {"aten", "prim"}
 _TORCHSCRIPT_STORAGE_FOLDERS = {"data.pkl": "data/", "constants.pkl": "constants/"}

@@ -428,3 +428,16 @@ def test_deeply_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
     path.write_bytes(struct.pack("<Q", len(raw)) + raw)
     with pytest.raises(CheckpointError, match="corrupt"):
         inspect_checkpoint(path)
+
+
+def test_every_builtin_operator_taking_a_file_name_is_refused() -> None:
+    """Against the installed torch's operator registry: an upgrade that adds a file operator fails here."""
+    from worker.loading.torch_zip import _ALLOWED_OP_NAMESPACES, _FILE_OPS
+
+    taking_files = {
+        schema.name.split("::")[1]
+        for schema in torch._C._jit_get_all_schemas()
+        if schema.name.split("::")[0] in _ALLOWED_OP_NAMESPACES
+        and any(argument.name in ("file", "filename", "filepath", "path_or_buffer") for argument in schema.arguments)
+    }
+    assert taking_files and taking_files <= _FILE_OPS, taking_files - _FILE_OPS
