@@ -124,10 +124,14 @@ def _scan_code(archive: Archive, name: str) -> None:
             f"{archive.where}: TorchScript code `{name}` calls `{touching}`, an operator that reads or "
             "writes files; a classifier has no need for it, so the archive is refused."
         )
-    for before, dot, namespace in zip(names, names[1:], names[2:], strict=False):
-        if before == "ops" and dot == "." and namespace not in _ALLOWED_OP_NAMESPACES:
+    for i in range(len(names) - 2):
+        # an operator call reads `ops.<namespace>.<op>` or `torch.ops...`; in `torchvision.ops.misc.X`,
+        # `ops` is a package in a class name
+        attribute_of = names[i - 2] if i >= 2 and names[i - 1] == "." else None
+        is_operator = names[i] == "ops" and names[i + 1] == "." and attribute_of in (None, "torch")
+        if is_operator and names[i + 2] not in _ALLOWED_OP_NAMESPACES:
             raise CheckpointError(
-                f"{archive.where}: TorchScript code `{name}` calls operators from `torch.ops.{namespace}`, "
+                f"{archive.where}: TorchScript code `{name}` calls operators from `torch.ops.{names[i + 2]}`, "
                 "which need a native extension library; only built-in aten/prim operators are accepted."
             )
 

@@ -140,6 +140,7 @@ def test_torchscript_with_a_tampered_pickle_is_refused(
         ("torch. from_file('/etc/passwd')", "calls `from_file`"),
         ("torch.\\\n    from_file('/etc/passwd')", "calls `from_file`"),
         ("torch.ops . myext . leak(x)", "torch.ops.myext"),
+        ("ops.myext.leak(x)", "torch.ops.myext"),  # how serialized code spells operator calls
     ],
 )
 def test_torchscript_code_that_touches_files_or_extensions_is_refused(
@@ -441,3 +442,12 @@ def test_every_builtin_operator_taking_a_file_name_is_refused() -> None:
         and any(argument.name in ("file", "filename", "filepath", "path_or_buffer") for argument in schema.arguments)
     }
     assert taking_files and taking_files <= _FILE_OPS, taking_files - _FILE_OPS
+
+
+def test_torchvision_scripted_models_naming_torchvision_ops_classes_are_accepted(tmp_path: Path) -> None:
+    """Their code names classes such as `torchvision.ops.misc.Conv2dNormActivation`: not operator calls
+    (an earlier text pattern refused mobilenet, efficientnet and convnext archives for it)."""
+    torchvision = pytest.importorskip("torchvision")
+    path = tmp_path / "mobilenet.pt"
+    torch.jit.save(torch.jit.script(torchvision.models.mobilenet_v3_small(num_classes=10).eval()), str(path))
+    assert inspect_checkpoint(path) == "torchscript"
