@@ -160,7 +160,7 @@ def check_detection_flow(
     assert flagged["verdict"] in {"suspicious", "backdoored"}, flagged
     assert flagged["suspected_classes"][0] == backdoored.target_class, flagged
     assert passed["verdict"] == "clean" and passed["suspected_classes"] == [], passed
-    assert flagged["progress"] == {"done": backdoored.num_classes, "total": backdoored.num_classes}
+    assert flagged["progress"] == {"done": backdoored.num_classes, "total": backdoored.num_classes, "fraction": 1.0}
 
     target = backdoored.target_class
     with api.client as client:

@@ -138,7 +138,7 @@ def test_killed_mid_audit_resumes_after_restart_without_recomputing_finished_cla
     try:
         final, _ = second.api.wait_all([audit_id], [second.process])
         assert final[audit_id]["status"] == "succeeded", (final, second.process.tail())
-        assert final[audit_id]["progress"] == {"done": 10, "total": 10}
+        assert final[audit_id]["progress"] == {"done": 10, "total": 10, "fraction": 1.0}
         after = _map_times(crashed.data_dir, audit_id)
         assert len(after) == 10
         assert {k: after[k] for k in before} == before, "classes finished before the crash were recomputed"
