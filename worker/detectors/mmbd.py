@@ -26,14 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from worker.detectors.base import Detection, model_as_found, register
+from worker.margins import class_margins
 from worker.scoring.verdict import verdict_for
-
-
-def margins(logits: Tensor, classes: Tensor) -> Tensor:
-    """``logit_k - max_{j != k} logit_j`` for each row's class k."""
-    own = logits.gather(1, classes[:, None]).squeeze(1)
-    others = logits.scatter(1, classes[:, None], float("-inf"))
-    return own - others.max(dim=1).values
 
 
 def fit_gamma(samples: Tensor, *, newton_steps: int = 20) -> tuple[float, float]:
@@ -133,7 +127,7 @@ class MMBD:
         best = torch.full((len(classes),), float("-inf"), device=device)
         with model_as_found(model):
             for _ in range(self.steps):
-                margin = margins(model(x), classes)
+                margin = class_margins(model(x), classes)
                 best = torch.maximum(best, margin.detach())
                 optimiser.zero_grad(set_to_none=True)
                 (-margin.sum()).backward()
@@ -141,5 +135,5 @@ class MMBD:
                 with torch.no_grad():
                     x.clamp_(0.0, 1.0)
             with torch.no_grad():
-                best = torch.maximum(best, margins(model(x), classes))
+                best = torch.maximum(best, class_margins(model(x), classes))
         return best.reshape(num_classes, self.starts).max(dim=1).values.cpu()

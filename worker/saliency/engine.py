@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worker.margins import class_margins
 from worker.saliency.config import SaliencyConfig
 from worker.saliency.seeds import draw_seeds
 
@@ -69,9 +70,7 @@ def project(rho: torch.Tensor, config: SaliencyConfig) -> torch.Tensor:
 def _class_loss(logits: torch.Tensor, targets: torch.Tensor, loss: str) -> torch.Tensor:
     if loss == "ce":
         return F.cross_entropy(logits, targets, reduction="none")
-    target_logit = logits.gather(1, targets[:, None]).squeeze(1)
-    others = logits.scatter(1, targets[:, None], float("-inf")).amax(dim=1)
-    return others - target_logit
+    return -class_margins(logits, targets)
 
 
 class _AdamMoments:

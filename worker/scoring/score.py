@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worker.margins import class_margins
 from worker.saliency.engine import ClassMap, eval_mode
 from worker.saliency.seeds import draw_seeds
 from worker.scoring.config import ScoringConfig
@@ -147,9 +148,7 @@ def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction
         mask[top[k]] = 1.0
         mask = mask.view(1, height, width)
         logits = model(others * (1 - mask) + trigger_pattern(raw[k]) * mask)
-        rivals = logits.clone()
-        rivals[:, k] = float("-inf")
-        margin = logits[:, k] - rivals.amax(dim=1)
+        margin = class_margins(logits, torch.full((len(others),), k, device=raw.device))
         margins[k] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
     return margins
 

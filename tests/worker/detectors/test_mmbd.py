@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel
-from worker.detectors.mmbd import MMBD, fit_gamma, margins, max_order_p_value
+from worker.detectors.mmbd import MMBD, fit_gamma, max_order_p_value
+from worker.margins import class_margins
 
 
 def fast() -> MMBD:
@@ -15,7 +16,7 @@ def fast() -> MMBD:
 
 def test_margin_is_own_logit_minus_best_other() -> None:
     logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 4.5]])
-    assert margins(logits, torch.tensor([0, 2])).tolist() == pytest.approx([1.0, -0.5])
+    assert class_margins(logits, torch.tensor([0, 2])).tolist() == pytest.approx([1.0, -0.5])
 
 
 def test_gamma_fit_recovers_known_parameters() -> None:
