@@ -90,8 +90,10 @@ class Progress(BaseModel):
 
     @classmethod
     def of(cls, audit: Audit) -> Progress:
-        if audit.status == AuditStatus.succeeded or audit.progress_total == 0:
-            fraction = 1.0 if audit.status == AuditStatus.succeeded else 0.0
+        if audit.status == AuditStatus.succeeded:
+            fraction = 1.0
+        elif audit.progress_total == 0:
+            fraction = 0.0
         else:
             # rounding can leave a hair below zero; a killed worker's share lingers (positive) until the audit
             # ends, so the sum is capped at the whole
