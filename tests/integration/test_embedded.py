@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from app import crud
 from app.cli.serve import BOOTSTRAP_KEY_FILE
@@ -79,6 +80,24 @@ def test_backdoored_model_flagged_and_clean_twin_passes(
     check_detection_flow(
         embedded.api, other, badnets_checkpoint, clean_checkpoint, [embedded.process], config=DETECTION_CONFIG
     )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_worker_audits_on_the_gpu(tmp_path: Path, badnets_checkpoint: Any, clean_checkpoint: Any) -> None:
+    """The design's GPU worker for real: serve's Celery worker (a prefork child, so CUDA must first be
+    initialised after the fork) computes the maps on CUDA, and the verdicts hold as on the CPU."""
+    service = start_serve(tmp_path / "data", service_env(BACKDOOR_AUDIT_DEVICE="cuda", PYTHONUNBUFFERED="1"), "gpu.log")
+    try:
+        other = Api(service.api.base_url, service.key_for("blue"))
+        check_detection_flow(
+            service.api, other, badnets_checkpoint, clean_checkpoint, [service.process], config=DETECTION_CONFIG
+        )
+        with service.api.client as client:
+            audits = client.get("/audits").json()["data"]
+        assert len(audits) == 2 and all(str(a["device"]).startswith("cuda") for a in audits), audits
+    finally:
+        service.process.stop()
 
 
 def _progress(api: Api, audit_id: str) -> dict[str, Any]:
