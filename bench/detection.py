@@ -112,8 +112,8 @@ def code_version(module: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def detector_key(detector: Detector) -> str:
-    """Identifies a detector, its settings *and the detection code* in the result cache.
+def detector_key(detector: Detector, seed: int = 0) -> str:
+    """Identifies a detector, its settings, its seed *and the detection code* in the result cache.
 
     Dataclass detectors list every option in their repr; others are expected to hold their options
     in a ``config`` attribute with such a repr (a default object repr would never match again, which
@@ -121,7 +121,8 @@ def detector_key(detector: Detector) -> str:
     """
     config = getattr(detector, "config", None)
     settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
-    return f"{settings}@{code_version(type(detector).__module__)}"
+    seeded = f"+seed={seed}" if seed else ""  # seed 0 keeps the keys results had before seeds were keyed
+    return f"{settings}{seeded}@{code_version(type(detector).__module__)}"
 
 
 def run_detectors(
@@ -143,21 +144,21 @@ def run_detectors(
     for entry in _progress(entries):
         model: torch.nn.Module | None = None
         for detector in detectors:
-            key = (entry["sha256"], detector_key(detector))
+            key = (entry["sha256"], detector_key(detector, seed))
             if key not in done:
                 model = model if model is not None else load_model(zoo, entry)
                 images = clean_images_for(entry["dataset"], clean_images)
                 detection = detector.detect(
                     model, tuple(entry["input_shape"]), entry["num_classes"], clean_images=images, seed=seed
                 )
-                done[key] = _row(entry, detector, detection)
+                done[key] = _row(entry, detector, detection, key[1])
                 with cache.open("a") as handle:
                     handle.write(json.dumps(done[key]) + "\n")
             rows.append({**done[key], "split": entry["split"], "family": entry["family"], "part": entry["part"]})
     return rows
 
 
-def _row(entry: dict[str, Any], detector: Detector, detection: Detection) -> dict[str, Any]:
+def _row(entry: dict[str, Any], detector: Detector, detection: Detection, key: str) -> dict[str, Any]:
     result = asdict(detection)
     # per-class lists (features, anomaly indices) are kept: they let a scorer be studied without rerunning
     result["details"] = {k: v for k, v in result["details"].items() if _is_json(v)}
@@ -165,7 +166,7 @@ def _row(entry: dict[str, Any], detector: Detector, detection: Detection) -> dic
         "model": entry["id"],
         "sha256": entry["sha256"],
         "detector": detector.name,
-        "detector_key": detector_key(detector),
+        "detector_key": key,
         "backdoored": entry["backdoored"],
         "target_classes": entry["target_classes"],
         **result,
@@ -303,6 +304,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="settings of the agnostic detector, as for `scan --config`: to benchmark a non-default engine or scorer",
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="the detectors' random seed (rerun with others to see the spread)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
     return parser.parse_args(argv)
@@ -332,9 +336,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
         return 2
     detectors = [get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names]
-    rows = run_detectors(zoo, entries, detectors, clean_images=args.clean_images, cache=zoo / "bench-results.jsonl")
+    rows = run_detectors(
+        zoo, entries, detectors, clean_images=args.clean_images, cache=zoo / "bench-results.jsonl", seed=args.seed
+    )
     summary = summarise(rows)
-    print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}")
+    print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}, seed {args.seed}")
     print(format_table(summary))
     comparisons = compare(rows)
     if comparisons:

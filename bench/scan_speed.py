@@ -55,7 +55,7 @@ def main() -> int:
         scan_args = fresh_model_args(args.cache, args.arch, args.input_shape)
     else:
         scan_args = example_model(args.cache, backdoored=True).cli_args()
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
     walls = []
@@ -66,10 +66,11 @@ def main() -> int:
             started = time.perf_counter()
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - started
-            if result.returncode not in (0, 1):
+            report_path = Path(out, "r", "report.json")
+            if result.returncode not in (0, 1) or not report_path.is_file():
                 print(result.stderr, file=sys.stderr)
                 return 2
-            report = json.loads(Path(out, "r", "report.json").read_text())
+            report = json.loads(report_path.read_text())
         walls.append(wall)
         print(
             f"run {run}: wall {wall:.1f} s (audit {report['seconds']:.1f} s in-process), verdict {report['verdict']}, "

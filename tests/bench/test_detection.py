@@ -103,3 +103,15 @@ def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.Monke
     assert version_after("worker/scoring/other.py", "Y = 2\n") == first, "code it does not import"
     assert version_after("worker/scoring/constants.py", "X = 2\n") != first, "a lazy, transitive import"
     detection.code_version.cache_clear()
+
+
+def test_cache_key_tells_seeds_apart_and_keeps_the_seed_0_keys() -> None:
+    """``--seed`` reruns must not be served seed 0's cached results, and the results cached before
+    seeds were keyed (all seed 0) must stay valid."""
+    from bench.detection import detector_key
+    from worker.detectors.base import get_detector
+
+    detector = get_detector("agnostic")
+    keys = {seed: detector_key(detector, seed) for seed in (0, 1, 2)}
+    assert len(set(keys.values())) == 3
+    assert keys[0] == detector_key(detector) and "+seed=" not in keys[0]
