@@ -44,7 +44,7 @@ QUICK_ZOO = REPO / ".cache" / "zoo-quick"
 REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
 
 
-def load_model(zoo: Path, entry: dict[str, Any]) -> torch.nn.Module:
+def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
     """The zoo model as ``scan`` would load it: through the safe loader, with the declared spec."""
     from worker.loading.loader import load_checkpoint
     from worker.loading.types import ModelSpec
@@ -56,7 +56,7 @@ def load_model(zoo: Path, entry: dict[str, Any]) -> torch.nn.Module:
         mean=tuple(entry["mean"]) if entry["mean"] else None,
         std=tuple(entry["std"]) if entry["std"] else None,
     )
-    return load_checkpoint(zoo / entry["path"], spec).module
+    return load_checkpoint(zoo / entry["path"], spec, device=device).module
 
 
 def clean_images_for(dataset: str, count: int) -> torch.Tensor:
@@ -112,8 +112,8 @@ def code_version(module: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def detector_key(detector: Detector, seed: int = 0) -> str:
-    """Identifies a detector, its settings, its seed *and the detection code* in the result cache.
+def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
+    """Identifies a detector, its settings, seed and device *and the detection code* in the result cache.
 
     Dataclass detectors list every option in their repr; others are expected to hold their options
     in a ``config`` attribute with such a repr (a default object repr would never match again, which
@@ -121,8 +121,9 @@ def detector_key(detector: Detector, seed: int = 0) -> str:
     """
     config = getattr(detector, "config", None)
     settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
-    seeded = f"+seed={seed}" if seed else ""  # seed 0 keeps the keys results had before seeds were keyed
-    return f"{settings}{seeded}@{code_version(type(detector).__module__)}"
+    # seed 0 on the CPU keeps the keys that results had before seeds and devices were keyed
+    run = (f"+seed={seed}" if seed else "") + (f"+device={device}" if device != "cpu" else "")
+    return f"{settings}{run}@{code_version(type(detector).__module__)}"
 
 
 def run_detectors(
@@ -133,6 +134,7 @@ def run_detectors(
     clean_images: int,
     cache: Path,
     seed: int = 0,
+    device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """One result row per (model, detector), from the cache where present, else computed and cached."""
     done: dict[tuple[str, str], dict[str, Any]] = {}
@@ -144,12 +146,17 @@ def run_detectors(
     for entry in _progress(entries):
         model: torch.nn.Module | None = None
         for detector in detectors:
-            key = (entry["sha256"], detector_key(detector, seed))
+            key = (entry["sha256"], detector_key(detector, seed, device))
             if key not in done:
-                model = model if model is not None else load_model(zoo, entry)
-                images = clean_images_for(entry["dataset"], clean_images)
+                model = model if model is not None else load_model(zoo, entry, device)
+                images = clean_images_for(entry["dataset"], clean_images) if detector.requires_clean_images else None
                 detection = detector.detect(
-                    model, tuple(entry["input_shape"]), entry["num_classes"], clean_images=images, seed=seed
+                    model,
+                    tuple(entry["input_shape"]),
+                    entry["num_classes"],
+                    device=device,
+                    clean_images=None if images is None else images.to(device),
+                    seed=seed,
                 )
                 done[key] = _row(entry, detector, detection, key[1])
                 with cache.open("a") as handle:
@@ -308,6 +315,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seed", type=int, default=0, help="the detectors' random seed (rerun with others to see the spread)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the detectors run")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
     return parser.parse_args(argv)
 
@@ -337,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     detectors = [get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names]
     rows = run_detectors(
-        zoo, entries, detectors, clean_images=args.clean_images, cache=zoo / "bench-results.jsonl", seed=args.seed
+        zoo,
+        entries,
+        detectors,
+        clean_images=args.clean_images,
+        cache=zoo / "bench-results.jsonl",
+        seed=args.seed,
+        device=args.device,
     )
     summary = summarise(rows)
     print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}, seed {args.seed}")

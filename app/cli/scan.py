@@ -135,9 +135,9 @@ def _second_opinion(args: argparse.Namespace, loaded: Any, device: Any, clean_im
     from worker.detectors.base import DetectorInputError, get_detector
     from worker.report import build_detection_report
 
-    if args.method == "neural-cleanse" and clean_images is None:
-        raise CommandError("--method neural-cleanse needs --clean-images DIR_OR_NPZ (a few dozen clean images)")
     detector = get_detector(args.method)
+    if detector.requires_clean_images and clean_images is None:
+        raise CommandError(f"--method {args.method} needs --clean-images DIR_OR_NPZ (a few dozen clean images)")
     try:
         detection = detector.detect(
             loaded.module,

@@ -105,13 +105,14 @@ def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.Monke
     detection.code_version.cache_clear()
 
 
-def test_cache_key_tells_seeds_apart_and_keeps_the_seed_0_keys() -> None:
-    """``--seed`` reruns must not be served seed 0's cached results, and the results cached before
-    seeds were keyed (all seed 0) must stay valid."""
+def test_cache_key_tells_seeds_and_devices_apart_and_keeps_the_old_keys() -> None:
+    """``--seed`` and ``--device`` reruns must not be served another run's cached results (CUDA draws
+    other random numbers and times differently), and results cached before seeds and devices were
+    keyed (all seed 0 on the CPU) must stay valid."""
     from bench.detection import detector_key
     from worker.detectors.base import get_detector
 
     detector = get_detector("agnostic")
-    keys = {seed: detector_key(detector, seed) for seed in (0, 1, 2)}
-    assert len(set(keys.values())) == 3
-    assert keys[0] == detector_key(detector) and "+seed=" not in keys[0]
+    keys = {(seed, device): detector_key(detector, seed, device) for seed in (0, 1) for device in ("cpu", "cuda")}
+    assert len(set(keys.values())) == 4
+    assert keys[0, "cpu"] == detector_key(detector) and "+" not in keys[0, "cpu"].split(")")[-1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ class AgnosticDetector:
     """``config`` is an audit config dict (``{"saliency": {...}, "scoring": {...}}``); defaults otherwise."""
 
     name = "agnostic"
+    requires_clean_images: ClassVar[bool] = False
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = AuditConfig.from_dict(config)

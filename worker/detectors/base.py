@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -57,6 +57,7 @@ class Detector(Protocol):
     """
 
     name: str
+    requires_clean_images: ClassVar[bool]  # False: data-free, clean_images is optional or ignored
 
     def detect(
         self,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -74,6 +75,7 @@ class MMBD:
     lr: float = 0.05
     significance: float = 0.05
     name: str = "mmbd"
+    requires_clean_images: ClassVar[bool] = False
 
     def detect(
         self,

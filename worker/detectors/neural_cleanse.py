@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +52,7 @@ class NeuralCleanse:
     patience: int = 10
     success_threshold: float = 0.99
     name: str = "neural-cleanse"
+    requires_clean_images: ClassVar[bool] = True
 
     def detect(
         self,
