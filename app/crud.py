@@ -256,6 +256,13 @@ def add_partial_progress(*, session: Session, audit_id: uuid.UUID, classes: floa
     session.execute(update(Audit).where(Audit.id == audit_id).values(progress_partial=Audit.progress_partial + classes))
 
 
+def clear_partial_progress(*, session: Session, audit_ids: Sequence[uuid.UUID]) -> None:
+    """Drop the in-flight shares of these audits; only for when no worker computes any of them (a killed
+    worker never takes its share back, and the audit is about to be sent again)."""
+    if audit_ids:
+        session.execute(update(Audit).where(Audit.id.in_(audit_ids)).values(progress_partial=0.0))
+
+
 def list_class_results(*, session: Session, audit_id: uuid.UUID) -> Sequence[ClassResult]:
     query = select(ClassResult).where(ClassResult.audit_id == audit_id).order_by(ClassResult.class_index)
     return session.scalars(query).all()

@@ -96,7 +96,7 @@ class Progress(BaseModel):
             fraction = 0.0
         else:
             # rounding can leave a hair below zero; a killed worker's share lingers (positive) until the audit
-            # ends, so the sum is capped at the whole
+            # ends or serve resumes it, so the sum is capped at the whole
             in_flight = max(0.0, audit.progress_partial or 0.0)
             fraction = min(1.0, (audit.progress_done + in_flight) / audit.progress_total)
         return cls(done=audit.progress_done, total=audit.progress_total, fraction=round(fraction, 4))

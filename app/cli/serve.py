@@ -63,13 +63,15 @@ def requeue_unfinished_audits(settings: Settings, queue: AuditQueue) -> int:
 
     The filesystem broker cannot redeliver the task of a worker that was killed, so an audit in flight
     at the last shutdown would wait forever. Orchestration computes only the classes still missing, so
-    resending is safe, and purging first avoids running twice what was still queued.
+    resending is safe, and purging first avoids running twice what was still queued. No worker runs
+    yet, so the in-flight progress shares that killed workers left behind are cleared too.
     """
     with queue.celery.connection_for_write() as connection:
         for name in (CPU_QUEUE, GPU_QUEUE):
             connection.default_channel.queue_purge(name)
     with session_scope(settings.database_url_resolved) as session:
         audit_ids = crud.list_unfinished_audit_ids(session=session)
+        crud.clear_partial_progress(session=session, audit_ids=audit_ids)
     for audit_id in audit_ids:
         queue.enqueue_audit(audit_id)
     return len(audit_ids)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import stat
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from app import crud
 from app.cli import main
-from app.cli.serve import BOOTSTRAP_KEY_FILE, BOOTSTRAP_TEAM, ensure_api_key
+from app.cli.serve import BOOTSTRAP_KEY_FILE, BOOTSTRAP_TEAM, ensure_api_key, requeue_unfinished_audits
 from app.core.db import migrate_database, session_scope
+from app.core.queue import CPU_QUEUE, AuditQueue
 from app.core.settings import Settings
 
 
@@ -58,3 +61,28 @@ def test_first_start_creates_one_bootstrap_key_readable_only_by_its_owner(tmp_pa
         team = crud.get_team_for_key(session=session, key=key)
         assert team is not None and team.name == BOOTSTRAP_TEAM
     assert ensure_api_key(settings) is None  # keys exist: nothing new on later starts
+
+
+def test_resume_resends_unfinished_audits_and_clears_a_killed_workers_progress_share(
+    service_settings: Settings, make_checkpoint: Callable[..., uuid.UUID]
+) -> None:
+    """A worker killed mid-group never takes back its in-flight share; serve's resume (no worker running
+    yet) drops it, so the progress bar does not start ahead of the resent audit. Real filesystem broker."""
+    with session_scope(service_settings.database_url_resolved) as session:
+        team = crud.get_or_create_team(session=session, name="red")
+    checkpoint_id = make_checkpoint(team.id)
+    with session_scope(service_settings.database_url_resolved) as session:
+        checkpoint = crud.get_checkpoint(session=session, team_id=team.id, checkpoint_id=checkpoint_id)
+        assert checkpoint is not None
+        audit_id = crud.create_audit(session=session, team_id=team.id, checkpoint=checkpoint, config={}).id
+        crud.add_partial_progress(session=session, audit_id=audit_id, classes=2.5)
+    queue = AuditQueue(service_settings)
+
+    assert requeue_unfinished_audits(service_settings, queue) == 1
+
+    with session_scope(service_settings.database_url_resolved) as session:
+        audit = crud.get_audit_for_worker(session=session, audit_id=audit_id)
+        assert audit is not None and audit.progress_partial == 0.0
+    with queue.celery.connection_for_write() as connection:
+        message = connection.default_channel.basic_get(CPU_QUEUE)
+    assert message is not None and str(audit_id) in message.body.decode()
