@@ -14,11 +14,13 @@ cd "$(dirname "$0")/.."
 out=${1:-gpu-check}
 mkdir -p "$out"
 site=${TMPDIR:-/tmp}/backdoor-audit-site
-needs=(fastapi uvicorn pydantic pydantic-settings sqlalchemy alembic celery redis httpx python-multipart jinja2
-  prometheus-client tqdm pillow numpy safetensors pytest)
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl
 else
+  # pyproject's requirements and the worker extra's, all but torch (the machine's own stays), plus pytest
+  mapfile -t needs < <(python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(r for r in p['dependencies'] + p['optional-dependencies']['worker'] + ['pytest'] \
+if not r.startswith('torch')))")
   python3 -m pip install -q --target "$site" "${needs[@]}"
 fi
 export PYTHONPATH="$PWD:$site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
