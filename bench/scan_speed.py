@@ -28,16 +28,16 @@ from worker.examples import NUM_CLASSES, example_model  # noqa: E402
 def fresh_model_args(cache: Path, arch: str, input_shape: str) -> list[str]:
     """Save ``arch`` with seeded fresh weights (10 classes) under ``cache``; return its scan arguments."""
     import torch
-    from safetensors.torch import save_file
 
     from worker.loading import registry
+    from worker.zoo.train import save_weights
 
     channels = int(input_shape.split(",")[0])
     torch.manual_seed(0)
     net = registry.build(arch, num_classes=NUM_CLASSES, in_channels=channels)
     path = cache / f"fresh-{arch}-{input_shape.replace(',', 'x')}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(path))
+    save_weights(net, path)
     return [str(path), "--arch", arch, "--input-shape", input_shape, "--num-classes", str(NUM_CLASSES)]
 
 

@@ -69,11 +69,9 @@ def example_model(cache_dir: Path, *, backdoored: bool) -> ExampleModel:
 
 
 def _train(recipe: dict[str, Any], path: Path, meta_path: Path) -> None:
-    from safetensors.torch import save_file
-
     from worker.zoo.attacks import BadNetsPatch
     from worker.zoo.data import load_fashion_mnist
-    from worker.zoo.train import train_classifier
+    from worker.zoo.train import save_weights, train_classifier
 
     images, labels = load_fashion_mnist("train")
     test_images, test_labels = load_fashion_mnist("test")
@@ -92,9 +90,7 @@ def _train(recipe: dict[str, Any], path: Path, meta_path: Path) -> None:
         test=(test_images[:2000], test_labels[:2000]),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in trained.net.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    save_weights(trained.net, path)
     meta_path.write_text(
         json.dumps({"clean_accuracy": trained.clean_accuracy, "attack_success": trained.attack_success})
     )

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from worker.zoo.attacks import Attack, BadNetsPatch, BlendedTrigger, SinusoidTrigger, WarpTrigger, describe
 from worker.zoo.data import load_fashion_mnist, load_mnist
-from worker.zoo.train import TrainedModel, train_classifier
+from worker.zoo.train import TrainedModel, save_weights, train_classifier
 
 MANIFEST_VERSION = 1
 MIN_ATTACK_SUCCESS = 0.9
@@ -473,8 +473,6 @@ def build_zoo(
     A manifest entry counts as built only if its recipe matches the plan's; entries of models that
     left the plan are dropped from the manifest (their files stay).
     """
-    from safetensors.torch import save_file
-
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "models").mkdir(exist_ok=True)
     manifest = read_manifest(out_dir)
@@ -500,8 +498,7 @@ def build_zoo(
                                          "clean_accuracy": trained.clean_accuracy})  # fmt: skip
         else:
             relative = f"models/{model.id}.safetensors"
-            tensors = {k: v.detach().contiguous() for k, v in trained.net.state_dict().items()}
-            save_file(tensors, str(out_dir / relative))
+            save_weights(trained.net, out_dir / relative)
             sha256 = hashlib.sha256((out_dir / relative).read_bytes()).hexdigest()
             manifest["models"].append(manifest_entry(model, trained, relative, sha256))
             accuracy_of[model.id] = trained.clean_accuracy

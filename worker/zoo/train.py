@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -142,3 +143,13 @@ def train_classifier(
         seconds=time.perf_counter() - started,
         poisoned_count=int(taken.sum()),
     )
+
+
+def save_weights(net: nn.Module, path: Path) -> None:
+    """Save ``net``'s weights as the safetensors file that ``scan --arch`` reads; through a temporary
+    file, so an interrupted save never leaves a truncated model where one is expected."""
+    from safetensors.torch import save_file
+
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    tmp.replace(path)
