@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
@@ -149,13 +150,17 @@ def run_detectors(
             key = (entry["sha256"], detector_key(detector, seed, device))
             if key not in done:
                 model = model if model is not None else load_model(zoo, entry, device)
-                images = clean_images_for(entry["dataset"], clean_images) if detector.requires_clean_images else None
+                images = (
+                    clean_images_for(entry["dataset"], clean_images).to(device)
+                    if detector.requires_clean_images
+                    else None
+                )
                 detection = detector.detect(
                     model,
                     tuple(entry["input_shape"]),
                     entry["num_classes"],
                     device=device,
-                    clean_images=None if images is None else images.to(device),
+                    clean_images=images,
                     seed=seed,
                 )
                 done[key] = _row(entry, detector, detection, key[1])
@@ -315,7 +320,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--seed", type=int, default=0, help="the detectors' random seed (rerun with others to see the spread)"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where the detectors run")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto: where the detectors run")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
     return parser.parse_args(argv)
 
@@ -324,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    try:
+        device = str(resolve_device(args.device))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     zoo = args.zoo or (QUICK_ZOO if args.quick else DEFAULT_ZOO)
     if args.quick and not (zoo / "manifest.json").is_file():
         build_zoo(zoo, quick=True)
@@ -351,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         clean_images=args.clean_images,
         cache=zoo / "bench-results.jsonl",
         seed=args.seed,
-        device=args.device,
+        device=device,
     )
     summary = summarise(rows)
     print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}, seed {args.seed}")

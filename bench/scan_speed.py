@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from worker.examples import NUM_CLASSES, example_model  # noqa: E402
+from worker.loading.types import CheckpointError  # noqa: E402
 
 
 def fresh_model_args(cache: Path, arch: str, input_shape: str) -> list[str]:
@@ -52,7 +53,11 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.arch:
-        scan_args = fresh_model_args(args.cache, args.arch, args.input_shape)
+        try:
+            scan_args = fresh_model_args(args.cache, args.arch, args.input_shape)
+        except CheckpointError as exc:  # an unknown architecture name
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         scan_args = example_model(args.cache, backdoored=True).cli_args()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))

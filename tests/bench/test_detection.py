@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from bench.detection import compare, format_comparison, format_table, summarise
 
@@ -116,3 +117,12 @@ def test_cache_key_tells_seeds_and_devices_apart_and_keeps_the_old_keys() -> Non
     keys = {(seed, device): detector_key(detector, seed, device) for seed in (0, 1) for device in ("cpu", "cuda")}
     assert len(set(keys.values())) == 4
     assert keys[0, "cpu"] == detector_key(detector) and "+" not in keys[0, "cpu"].split(")")[-1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused_before_any_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from bench.detection import main
+
+    assert main(["--device", "cuda", "--zoo", str(tmp_path)]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
