@@ -28,10 +28,10 @@ class ScoringConfig(JsonConfig):
     mask_fraction: float = 0.05
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
-    # decision thresholds on the calibrated probability, set so that none of the 33 clean development
-    # models is flagged (the largest mask margin, 4.15, maps to 0.78): P(backdoored) and the verdict
-    # answer two questions
-    suspicious_at: float = 0.79
+    # decision thresholds on the calibrated probability, set so that no clean development model is
+    # flagged with any of saliency seeds 0-2 (the largest, a gray small_cnn's mask margin of 5.12, maps
+    # to 0.806): P(backdoored) and the verdict answer two questions
+    suspicious_at: float = 0.81
     backdoored_at: float = 0.9
     seed: int = 0
 

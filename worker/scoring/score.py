@@ -43,10 +43,14 @@ from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_
 # Mask margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
 MARGIN_CAP = 10.0
 # Evidence (the mask margin) -> probability: a logistic fitted on the development split (58 models, 33
-# clean). The slope is the one leave-one-out cross-entropy on dev preferred (1.25: 0.340; 1: 0.342,
-# 1.5: 0.347, 2: 0.383), the centre the best fit at that slope.
-EVIDENCE_CENTRE = 3.14
+# clean; the rows of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind.
+# A stamped colour pixel sets three values, and clean colour models reach margins (up to 7.5) that
+# gray backdoors start below: one centre put overall dev AUROC at 0.89-0.90 where each kind alone
+# ranked at 0.94-0.96 (gray) and 1.00 (colour). Leave-one-model-out cross-entropy chose the slope
+# (1: 0.241, 1.25: 0.230, 1.5: 0.230, 2: 0.249); BENCHMARKS.md, "Sixth round".
 EVIDENCE_SLOPE = 1.25
+GRAY_EVIDENCE_CENTRE = 3.98  # single-channel inputs
+COLOUR_EVIDENCE_CENTRE = 7.97  # every other channel count (fitted on 3-channel models)
 
 
 @dataclass
@@ -212,7 +216,8 @@ def _score(
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
     dominance = _dominance(model, probes, raw)
     evidence = _mask_margins(model, probes, raw, config.mask_fraction)
-    class_probability = [backdoor_probability(float(e), centre=EVIDENCE_CENTRE, slope=EVIDENCE_SLOPE) for e in evidence]
+    centre = GRAY_EVIDENCE_CENTRE if input_shape[0] == 1 else COLOUR_EVIDENCE_CENTRE
+    class_probability = [backdoor_probability(float(e), centre=centre, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
     verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
     ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))

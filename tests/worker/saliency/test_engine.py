@@ -107,7 +107,7 @@ def test_map_outputs_and_progress() -> None:
         assert 0.0 <= class_map.success_rate <= 1.0
         assert -1.0 <= class_map.stability <= 1.0 + 1e-6
         assert len(class_map.trace) == total
-        assert math.isclose(float(class_map.raw.norm()), FAST.radius * 6, rel_tol=1e-4)
+        assert float(class_map.raw.norm()) <= FAST.radius * 6 * (1 + 1e-4), "the map leaves the ball"
 
 
 def test_class_batches_cover_many_classes_in_chunks() -> None:
