@@ -45,7 +45,7 @@ MARGIN_CAP = 10.0
 # Evidence (the mask margin) -> probability: a logistic fitted on the development split (58 models, 33
 # clean; the rows of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind.
 # A stamped colour pixel sets three values, and clean colour models reach margins (up to 7.5) that
-# gray backdoors start below: one centre put overall dev AUROC at 0.89-0.90 where each kind alone
+# gray backdoors start below: one centre put overall dev AUROC at 0.89-0.91 where each kind alone
 # ranked at 0.94-0.96 (gray) and 1.00 (colour). Leave-one-model-out cross-entropy chose the slope
 # (1: 0.241, 1.25: 0.230, 1.5: 0.230, 2: 0.249); BENCHMARKS.md, "Sixth round".
 EVIDENCE_SLOPE = 1.25
