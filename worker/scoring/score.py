@@ -4,15 +4,18 @@ Every test runs on probe inputs that stand for the other classes. Probes are dat
 fresh seeds pushed toward each other class by that class's own map; user-supplied clean images are
 added when given.
 
-- *Mask margin* (the evidence): the map's most energetic pixels (``mask_fraction`` of the image,
-  wherever they lie) are stamped at full intensity with the map's sign onto the probes, and the mean
-  logit margin of the class over the probes' best other class is taken. A backdoor target's map
+- *Mask margin* (the patch hypothesis): the map's most energetic pixels (``mask_fraction`` of the
+  image, wherever they lie) are stamped at full intensity with the map's sign onto the probes, and the
+  mean logit margin of the class over the probes' best other class is taken. A backdoor target's map
   holds its trigger in a few pixels, and a few stamped pixels override any input; a clean class needs
   far more of the image. The pixels need not be contiguous, so strided stems' grid artefacts and
   random trigger positions do not hide the trigger, and the margin, unlike a flip rate, keeps ranking
   classes whose masks flip every probe (it is clipped only at +-10 logits per probe).
-- *Dominance*: the class's whole map is added to every probe; the fraction that flips to the class.
-  Reported as a feature: it explains triggers that are not small patches (blended, sinusoid).
+- *Map margin* (the spread-trigger hypothesis): the class's whole map is added to the probes (pixels
+  kept in [0, 1]) and the same mean clipped margin is taken. A blended or sinusoid trigger covers the
+  image faintly, so its top 5% of pixels, stamped, carry little of it; the whole map carries it all.
+  The same test gives *dominance*, the fraction of probes that flip, reported as a feature.
+- *Evidence* of a class: the larger of its two margins (BENCHMARKS.md, "Seventh round").
 - *Trigger window* (reported; the trigger estimate the report draws): the map's most energetic small
   window, stamped (its mask and saturated pattern) onto the probes; the fraction that flips is its
   *transfer rate*. With the map's concentration on a wider window, it was the first rounds' evidence
@@ -42,15 +45,15 @@ from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_
 
 # Mask margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
 MARGIN_CAP = 10.0
-# Evidence (the mask margin) -> probability: a logistic fitted on the development split (58 models, 33
-# clean; the rows of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind.
-# A stamped colour pixel sets three values, and clean colour models reach margins (up to 7.5) that
-# gray backdoors start below: one centre put overall dev AUROC at 0.89-0.91 where each kind alone
-# ranked at 0.94-0.96 (gray) and 1.00 (colour). Leave-one-model-out cross-entropy chose the slope
-# (1: 0.241, 1.25: 0.230, 1.5: 0.230, 2: 0.249); BENCHMARKS.md, "Sixth round".
-EVIDENCE_SLOPE = 1.25
-GRAY_EVIDENCE_CENTRE = 3.98  # single-channel inputs
-COLOUR_EVIDENCE_CENTRE = 7.97  # every other channel count (fitted on 3-channel models)
+# Evidence -> probability: a logistic fitted on the development split (58 models, 33 clean; the rows
+# of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind. A stamped colour
+# pixel sets three values, and clean colour models reach margins (up to 8.4) that gray backdoors start
+# below: one centre would rank the two kinds against each other instead of each against its own clean
+# models. Leave-one-model-out cross-entropy chose the slope (1: 0.268, 1.25: 0.253, 1.5: 0.248,
+# 2: 0.258); BENCHMARKS.md, "Seventh round".
+EVIDENCE_SLOPE = 1.5
+GRAY_EVIDENCE_CENTRE = 4.02  # single-channel inputs
+COLOUR_EVIDENCE_CENTRE = 8.33  # every other channel count (fitted on 3-channel models)
 
 
 @dataclass
@@ -121,19 +124,24 @@ def _probes(
 
 
 @torch.no_grad()
-def _dominance(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> torch.Tensor:
-    """For each class k, the fraction of the other classes' probes that k's whole map, added, sends to k.
+def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each class k, its whole map added to the other classes' probes (pixels kept in [0, 1]): the
+    mean clipped margin of k (the *map margin*) and the fraction of probes that flip to k (*dominance*).
 
     Probes are selected by the class they stand for, not by the model's prediction: a backdoor can
     capture every probe before any map is added (a blended-noise target takes all uniform noise), and
-    that must count as dominance, not leave nothing to test.
+    that must count, not leave nothing to test.
     """
+    margins = torch.zeros(raw.shape[0])
     rates = torch.zeros(raw.shape[0])
     for k in range(raw.shape[0]):
         others = probes.standing_for_others(k)
-        if len(others):
-            rates[k] = (model(others + raw[k]).argmax(dim=1) == k).float().mean().cpu()
-    return rates
+        if len(others) == 0:
+            continue
+        margin = class_margins(model((others + raw[k]).clamp(0, 1)), torch.full((len(others),), k, device=raw.device))
+        margins[k] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
+        rates[k] = (margin > 0).float().mean().cpu()
+    return margins, rates
 
 
 @torch.no_grad()
@@ -214,8 +222,11 @@ def _score(
     # how concentrated each map is (energy share of its best wider window), against the other classes
     _, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
-    dominance = _dominance(model, probes, raw)
-    evidence = _mask_margins(model, probes, raw, config.mask_fraction)
+    map_margin, dominance = _whole_map_tests(model, probes, raw)
+    mask_margin = _mask_margins(model, probes, raw, config.mask_fraction)
+    # a trigger is either a few pixels (a patch: the mask margin) or spread over the image (a blend,
+    # a sinusoid: the map margin); the class's evidence is whichever hypothesis it wins best
+    evidence = torch.maximum(mask_margin, map_margin)
     centre = GRAY_EVIDENCE_CENTRE if input_shape[0] == 1 else COLOUR_EVIDENCE_CENTRE
     class_probability = [backdoor_probability(float(e), centre=centre, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
@@ -232,7 +243,8 @@ def _score(
             success_rate=m.success_rate,
             stability=m.stability,
             features={
-                "mask_margin": float(evidence[k]),
+                "mask_margin": float(mask_margin[k]),
+                "map_margin": float(map_margin[k]),
                 "dominance": float(dominance[k]),
                 "concentration": float(concentration[k]),
                 "transfer_rate": float(transfer[k]),

@@ -122,7 +122,7 @@ def test_user_clean_images_join_the_transfer_probes() -> None:
 class PlantedBlend(nn.Module):
     """A random linear classifier plus a blended-trigger path: a faint whole-image pattern (a fixed
     +-1 checkerboard correlated with the input) adds a large logit to class TARGET. No small window
-    carries it; the whole map (dominance) and its strongest pixels (the mask margin) do."""
+    carries it, and its strongest pixels, stamped, carry little of it; the whole map carries it all."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -137,13 +137,16 @@ class PlantedBlend(nn.Module):
         return self.linear(x.flatten(1)) + bump[:, None] * nn.functional.one_hot(torch.tensor(TARGET), 10)
 
 
-def test_blended_trigger_is_ranked_first_by_dominance_not_by_a_window() -> None:
+def test_blended_trigger_is_caught_by_the_map_margin_not_by_a_window_or_the_mask() -> None:
     model = PlantedBlend()
     maps = compute_class_maps(model, SHAPE, 10, CONFIG)
     score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2))
-    ranked = sorted(score.classes, key=lambda c: -c.score)
-    assert ranked[0].class_index == TARGET, [(c.class_index, round(c.score, 3)) for c in ranked]
+    assert score.verdict in {"suspicious", "backdoored"}, score.probability
+    assert score.suspected_classes[0] == TARGET, [(c.class_index, round(c.score, 3)) for c in score.classes]
     target = score.classes[TARGET].features
+    # the stamped top pixels alone would call this model clean; the whole map, added, flips the probes
+    assert target["map_margin"] > target["mask_margin"] + 4.0, target
+    assert all(c.score == max(c.features["mask_margin"], c.features["map_margin"]) for c in score.classes)
     others = [c.features["dominance"] for c in score.classes if c.class_index != TARGET]
     # the equal-norm maps of the linear classes compete with the trigger's, so not every probe flips
     assert target["dominance"] > 0.9 and target["dominance"] - max(others) > 0.1, (target["dominance"], others)
