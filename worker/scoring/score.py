@@ -43,7 +43,7 @@ from worker.scoring.features import (
 )
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
-# Mask margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
+# Both margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
 MARGIN_CAP = 10.0
 # Evidence -> probability: a logistic fitted on the development split (58 models, 33 clean; the rows
 # of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind. A stamped colour
