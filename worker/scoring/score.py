@@ -124,6 +124,13 @@ def _probes(
 
 
 @torch.no_grad()
+def _clipped_margins(model: nn.Module, inputs: torch.Tensor, k: int) -> torch.Tensor:
+    """Per input, the margin of class k over its best rival, clipped to +-MARGIN_CAP (both margin tests)."""
+    margins = class_margins(model(inputs), torch.full((len(inputs),), k, device=inputs.device))
+    return margins.clamp(-MARGIN_CAP, MARGIN_CAP)
+
+
+@torch.no_grad()
 def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For each class k, its whole map added to the other classes' probes (pixels kept in [0, 1]): the
     mean clipped margin of k (the *map margin*) and the fraction of probes that flip to k (*dominance*).
@@ -138,8 +145,8 @@ def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tu
         others = probes.standing_for_others(k)
         if len(others) == 0:
             continue
-        margin = class_margins(model((others + raw[k]).clamp(0, 1)), torch.full((len(others),), k, device=raw.device))
-        margins[k] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
+        margin = _clipped_margins(model, (others + raw[k]).clamp(0, 1), k)
+        margins[k] = margin.mean().cpu()
         rates[k] = (margin > 0).float().mean().cpu()
     return margins, rates
 
@@ -159,9 +166,7 @@ def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction
         mask = torch.zeros(height * width, device=raw.device)
         mask[top[k]] = 1.0
         mask = mask.view(1, height, width)
-        logits = model(others * (1 - mask) + trigger_pattern(raw[k]) * mask)
-        margin = class_margins(logits, torch.full((len(others),), k, device=raw.device))
-        margins[k] = margin.clamp(-MARGIN_CAP, MARGIN_CAP).mean().cpu()
+        margins[k] = _clipped_margins(model, others * (1 - mask) + trigger_pattern(raw[k]) * mask, k).mean().cpu()
     return margins
 
 

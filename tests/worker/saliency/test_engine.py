@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from worker.saliency.config import SaliencyConfig
-from worker.saliency.engine import compute_class_maps, project
+from worker.saliency.engine import budget, compute_class_maps, project
 
 FAST = SaliencyConfig(iterations=25, refine_iterations=5, restarts=2, seeds_per_step=4, fidelity_seeds=16)
 SHAPE = (1, 6, 6)
@@ -107,7 +107,7 @@ def test_map_outputs_and_progress() -> None:
         assert 0.0 <= class_map.success_rate <= 1.0
         assert -1.0 <= class_map.stability <= 1.0 + 1e-6
         assert len(class_map.trace) == total
-        assert float(class_map.raw.norm()) <= FAST.radius * 6 * (1 + 1e-4), "the map leaves the ball"
+        assert float(class_map.raw.norm()) <= budget(FAST, math.prod(SHAPE)) * (1 + 1e-4), "the map leaves the ball"
 
 
 def test_class_batches_cover_many_classes_in_chunks() -> None:

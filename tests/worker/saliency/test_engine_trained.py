@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from worker.examples import ExampleModel
 from worker.loading.loader import load_checkpoint
 from worker.loading.types import ModelSpec
 from worker.saliency.config import SaliencyConfig
-from worker.saliency.engine import compute_class_maps
+from worker.saliency.engine import budget, compute_class_maps
 
 
 def test_restarts_agree_because_the_map_grows_inside_the_ball(badnets_checkpoint: ExampleModel) -> None:
@@ -24,5 +25,5 @@ def test_restarts_agree_because_the_map_grows_inside_the_ball(badnets_checkpoint
     grown_stability = statistics.mean(m.stability for m in grown)
     sphere_stability = statistics.mean(m.stability for m in on_sphere)
     assert grown_stability > 0.7 and grown_stability > sphere_stability + 0.2, (grown_stability, sphere_stability)
-    eta = SaliencyConfig().radius * 28
+    eta = budget(SaliencyConfig(), math.prod(shape))
     assert all(float(m.raw.norm()) <= eta * (1 + 1e-4) for m in grown), "a map must stay inside the ball"
