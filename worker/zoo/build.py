@@ -19,12 +19,14 @@ architectures with declared ImageNet normalisation, coloured triggers).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import fnmatch
 import hashlib
 import json
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -461,6 +463,28 @@ def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
     tmp.replace(out_dir / "manifest.json")
 
 
+@contextmanager
+def _locked_manifest(out_dir: Path) -> Iterator[dict[str, Any]]:
+    """The manifest, read and written back under an exclusive lock.
+
+    Two builders may share a folder (say ``--only 'gray-*'`` and ``--only 'rgb-*'`` side by side, one
+    per core): each re-reads the manifest before recording a model, so neither overwrites the other's
+    entries with the copy it read when it started.
+    """
+    with open(out_dir / "manifest.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = read_manifest(out_dir)
+        yield manifest
+        _write_manifest(out_dir, manifest)
+
+
+def _record(out_dir: Path, section: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Put ``entry`` under ``section`` ("models" or "rejected"), replacing any of the same id; return the manifest."""
+    with _locked_manifest(out_dir) as manifest:
+        manifest[section] = [e for e in manifest[section] if e["id"] != entry["id"]] + [entry]
+    return manifest
+
+
 def build_zoo(
     out_dir: Path,
     *,
@@ -475,33 +499,32 @@ def build_zoo(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "models").mkdir(exist_ok=True)
-    manifest = read_manifest(out_dir)
     planned = plan(quick=quick)
     recipes = {m.id: m.recipe for m in planned}
-    done = {
-        m["id"] for m in manifest["models"] if (out_dir / m["path"]).is_file() and recipes.get(m["id"]) == m["recipe"]
-    }
-    done |= {r["id"] for r in manifest["rejected"] if recipes.get(r["id"]) == r["recipe"]}
-    manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
-    manifest["rejected"] = [r for r in manifest["rejected"] if r["id"] in done]
+    with _locked_manifest(out_dir) as manifest:
+        done = {
+            m["id"]
+            for m in manifest["models"]
+            if (out_dir / m["path"]).is_file() and recipes.get(m["id"]) == m["recipe"]
+        }
+        done |= {r["id"] for r in manifest["rejected"] if recipes.get(r["id"]) == r["recipe"]}
+        manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
+        manifest["rejected"] = [r for r in manifest["rejected"] if r["id"] in done]
     todo = [m for m in planned if m.id not in done and (only is None or fnmatch.fnmatch(m.id, only))]
-    accuracy_of = {m["id"]: m["clean_accuracy"] for m in manifest["models"]}
     steps: Iterator[ZooModel] = iter(todo)
     if progress is not None:
         steps = progress(steps, len(todo))
     for model in steps:
         trained = train_zoo_model(model)
-        reason = rejection(model, trained, accuracy_of.get(model.twin))
+        twin_accuracy = {m["id"]: m["clean_accuracy"] for m in manifest["models"]}.get(model.twin)
+        reason = rejection(model, trained, twin_accuracy)
         if reason is not None:
-            manifest["rejected"].append({"id": model.id, "recipe": model.recipe, "reason": reason,
-                                         "attack_success": trained.attack_success,
-                                         "clean_accuracy": trained.clean_accuracy})  # fmt: skip
+            manifest = _record(out_dir, "rejected", {"id": model.id, "recipe": model.recipe, "reason": reason,
+                                                     "attack_success": trained.attack_success,
+                                                     "clean_accuracy": trained.clean_accuracy})  # fmt: skip
         else:
             relative = f"models/{model.id}.safetensors"
             save_weights(trained.net, out_dir / relative)
             sha256 = hashlib.sha256((out_dir / relative).read_bytes()).hexdigest()
-            manifest["models"].append(manifest_entry(model, trained, relative, sha256))
-            accuracy_of[model.id] = trained.clean_accuracy
-        _write_manifest(out_dir, manifest)
-    _write_manifest(out_dir, manifest)
-    return manifest
+            manifest = _record(out_dir, "models", manifest_entry(model, trained, relative, sha256))
+    return read_manifest(out_dir)

@@ -101,3 +101,26 @@ def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(build, "plan", lambda quick=False: changed)
     with pytest.raises(AssertionError, match="badnets-lenet5-s0 was retrained"):
         build_zoo(tmp_path)
+
+
+def test_builders_sharing_a_folder_keep_each_others_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = [
+        ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean", train_size=300,
+                 epochs=1, split="test"),
+        ZooModel("gray-fashion_mnist-clean-lenet5-s1", "gray", "fashion_mnist", "lenet5", "clean", train_size=300,
+                 epochs=1, seed=1, split="dev"),
+    ]  # fmt: skip
+    monkeypatch.setattr(build, "plan", lambda quick=False: tiny)
+    monkeypatch.setattr(build, "MIN_CLEAN_ACCURACY", 0.0)
+    train = build.train_zoo_model
+
+    def train_while_another_builder_records(model: ZooModel) -> TrainedModel:
+        other = {"id": f"rgb-other-{model.seed}", "recipe": {}, "reason": "recorded by a second builder"}
+        build._record(tmp_path, "rejected", other)
+        return train(model)
+
+    monkeypatch.setattr(build, "train_zoo_model", train_while_another_builder_records)
+    manifest = build_zoo(tmp_path)
+    assert [m["id"] for m in manifest["models"]] == [m.id for m in tiny]
+    assert [r["id"] for r in manifest["rejected"]] == ["rgb-other-0", "rgb-other-1"]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
