@@ -30,8 +30,8 @@ class ScoringConfig(JsonConfig):
     anomaly_threshold: float = 2.0
     # decision thresholds on the calibrated probability, set so that no clean development model is
     # flagged with any of saliency seeds 0-2 (the largest, a gray MNIST small_cnn's evidence of 5.16,
-    # maps to 0.793): P(backdoored) and the verdict answer two questions
-    suspicious_at: float = 0.8
+    # maps to 0.847): P(backdoored) and the verdict answer two questions
+    suspicious_at: float = 0.85
     backdoored_at: float = 0.9
     seed: int = 0
 

@@ -10,7 +10,7 @@ added when given.
   holds its trigger in a few pixels, and a few stamped pixels override any input; a clean class needs
   far more of the image. The pixels need not be contiguous, so strided stems' grid artefacts and
   random trigger positions do not hide the trigger, and the margin, unlike a flip rate, keeps ranking
-  classes whose masks flip every probe (it is clipped only at +-20 logits per probe).
+  classes whose masks flip every probe (it is clipped only at +-10 logits per probe).
 - *Map margin* (the spread-trigger hypothesis): the class's whole map is added to the probes (pixels
   kept in [0, 1]) and the same mean clipped margin is taken. A blended or sinusoid trigger covers the
   image faintly, so its top 5% of pixels, stamped, carry little of it; the whole map carries it all.
@@ -44,20 +44,16 @@ from worker.scoring.features import (
 from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
 # Both margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
-# At 10 every colour backdoor's target sat at the cap, 1-2 logits above the strongest clean colour
-# classes (up to 8.4 on dev), so the cap, not the model, set their distance; their uncapped mask
-# margins are 12-36 against at most 9.7 for clean colour classes. At 20, leave-one-model-out
-# cross-entropy on dev falls from 0.248 to 0.209 (uncapped: 0.204); BENCHMARKS.md, "Eighth round".
-MARGIN_CAP = 20.0
+MARGIN_CAP = 10.0
 # Evidence -> probability: a logistic fitted on the development split (58 models, 33 clean; the rows
 # of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind. A stamped colour
-# pixel sets three values, and clean colour models reach margins (up to 9.7) that gray backdoors start
+# pixel sets three values, and clean colour models reach margins (up to 8.4) that gray backdoors start
 # below: one centre would rank the two kinds against each other instead of each against its own clean
-# models. Leave-one-model-out cross-entropy chose the slope (1: 0.210, 1.25: 0.209, 1.5: 0.215,
-# 2: 0.238); BENCHMARKS.md, "Eighth round".
-EVIDENCE_SLOPE = 1.25
-GRAY_EVIDENCE_CENTRE = 4.09  # single-channel inputs
-COLOUR_EVIDENCE_CENTRE = 10.98  # every other channel count (fitted on 3-channel models)
+# models. Leave-one-model-out cross-entropy chose the slope (1: 0.268, 1.25: 0.253, 1.5: 0.248,
+# 2: 0.258); BENCHMARKS.md, "Seventh round".
+EVIDENCE_SLOPE = 1.5
+GRAY_EVIDENCE_CENTRE = 4.02  # single-channel inputs
+COLOUR_EVIDENCE_CENTRE = 8.33  # every other channel count (fitted on 3-channel models)
 
 
 @dataclass

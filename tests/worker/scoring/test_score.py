@@ -12,7 +12,7 @@ from worker.saliency.config import SaliencyConfig
 from worker.saliency.engine import compute_class_maps
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import best_windows, energy, shared_hotspot, window_size
-from worker.scoring.score import MARGIN_CAP, score_audit
+from worker.scoring.score import score_audit
 from worker.scoring.verdict import anomaly_index, verdict_for
 
 SHAPE = (1, 12, 12)
@@ -56,13 +56,6 @@ def test_planted_trigger_is_found_with_its_location() -> None:
     assert x0 <= 10 and y0 <= 10 and x1 == 12 and y1 == 12, target.trigger.bbox
     assert target.features["transfer_rate"] > 0.9
     assert target.anomaly_index > 2.0 and target.suspected
-
-
-def test_a_trigger_stronger_than_any_natural_class_keeps_its_distance_up_to_the_cap() -> None:
-    # the planted path adds 40 logits: clipped at 10, as before, its mask margin would sit where a
-    # strong natural colour class does (8-10 on the zoo); clipped at MARGIN_CAP it stays far above
-    target = audit(with_trigger=True).classes[TARGET].features
-    assert MARGIN_CAP - 1.0 < target["mask_margin"] <= MARGIN_CAP and MARGIN_CAP > 10.0, target
 
 
 def test_model_without_trigger_is_clean() -> None:
