@@ -307,6 +307,14 @@ def _plan_calibration() -> Iterator[ZooModel]:
     yield _model("rgb", rgb, "resnet18", "clean", (), seed=21, split="dev")
 
 
+def _random_patch(
+    rng: random.Random, size: int, colour: tuple[float, ...], *, side: int, checkerboard: bool = False
+) -> BadNetsPatch:
+    """A patch at a random position that fits a side x side image, with a random target class."""
+    where = (rng.randrange(side - size + 1), rng.randrange(side - size + 1))
+    return BadNetsPatch(rng.randrange(10), size, where, colour, checkerboard=checkerboard)
+
+
 def _plan_development() -> Iterator[ZooModel]:
     """Extra backdoored models, all in the dev split: the positional split left 12 backdoors to choose
     the scorer on, and a rule chosen on 12 did not carry over to test (BENCHMARKS.md). Their own
@@ -315,8 +323,7 @@ def _plan_development() -> Iterator[ZooModel]:
     rng = random.Random(3)
 
     def patch(size: int, colour: tuple[float, ...], *, side: int, checkerboard: bool = False) -> BadNetsPatch:
-        where = (rng.randrange(side - size + 1), rng.randrange(side - size + 1))
-        return BadNetsPatch(rng.randrange(10), size, where, colour, checkerboard=checkerboard)
+        return _random_patch(rng, size, colour, side=side, checkerboard=checkerboard)
 
     gray_patches = [
         ("small_cnn", fm, patch(3, WHITE, side=28)),
@@ -364,8 +371,7 @@ def _plan_rgb_test() -> Iterator[ZooModel]:
             yield _model("rgb", rgb, arch, "clean", (), seed=seed, split="test")
 
     def patch(size: int, colour: tuple[float, ...], *, checkerboard: bool = False) -> BadNetsPatch:
-        where = (rng.randrange(33 - size), rng.randrange(33 - size))
-        return BadNetsPatch(rng.randrange(10), size, where, colour, checkerboard=checkerboard)
+        return _random_patch(rng, size, colour, side=32, checkerboard=checkerboard)
 
     patches = [
         ("shufflenet_v2_x0_5", patch(3, GREEN)),
@@ -547,7 +553,7 @@ def build_zoo(
         steps = progress(steps, len(todo))
     for model in steps:
         trained = train_zoo_model(model)
-        twin_accuracy = {m["id"]: m["clean_accuracy"] for m in manifest["models"]}.get(model.twin)
+        twin_accuracy = next((m["clean_accuracy"] for m in manifest["models"] if m["id"] == model.twin), None)
         reason = rejection(model, trained, twin_accuracy)
         if reason is not None:
             manifest = _record(out_dir, "rejected", {"id": model.id, "recipe": model.recipe, "reason": reason,
