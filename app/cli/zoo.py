@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the zoo into DIR: models/<id>.safetensors and manifest.json with the ground truth. "
         "An interrupted build resumes where it stopped, and builders may share DIR: on two CPU cores, "
         "--only 'gray-*' and --only 'rgb-*' side by side with --threads 1 build the full zoo in about "
-        "13 minutes; --quick (six small models) takes a few minutes.",
+        "100 minutes (140 CPU-minutes, 60 of them the resnet18s); --quick (six small models) takes a few minutes.",
     )
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo folder (created if missing)")
     build.add_argument("--quick", action="store_true", help="the quick zoo: a handful of small models")
