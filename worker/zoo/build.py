@@ -539,6 +539,53 @@ def _record(out_dir: Path, section: str, entry: dict[str, Any]) -> dict[str, Any
     return manifest
 
 
+@contextmanager
+def _claim(out_dir: Path, model_id: str, *, wait: bool = False) -> Iterator[bool]:
+    """Hold ``model_id``'s claim while the block runs; yield False if another builder holds it (unless ``wait``).
+
+    The claim is an advisory lock on ``models/<id>.claim``, so it dies with its builder: a crashed
+    build leaves nothing that blocks a resumed one.
+    """
+    with open(out_dir / "models" / f"{model_id}.claim", "w") as claim:
+        try:
+            fcntl.flock(claim, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _twin_accuracy(out_dir: Path, model: ZooModel) -> float | None:
+    """The clean accuracy of ``model``'s twin, waiting for a builder that is training it; None if it isn't built."""
+    if model.twin == model.id:  # a seed-0 clean model is its own twin
+        return None
+    with _claim(out_dir, model.twin, wait=True):
+        entries = read_manifest(out_dir)["models"]
+    return next((m["clean_accuracy"] for m in entries if m["id"] == model.twin), None)
+
+
+def _built(out_dir: Path, manifest: dict[str, Any], recipes: dict[str, str]) -> set[str]:
+    """Ids whose manifest entry (kept with its file, or rejected) matches the plan's recipe."""
+    done = {
+        m["id"] for m in manifest["models"] if (out_dir / m["path"]).is_file() and recipes.get(m["id"]) == m["recipe"]
+    }
+    return done | {r["id"] for r in manifest["rejected"] if recipes.get(r["id"]) == r["recipe"]}
+
+
+def _build_one(out_dir: Path, model: ZooModel) -> None:
+    trained = train_zoo_model(model)
+    reason = rejection(model, trained, _twin_accuracy(out_dir, model))
+    if reason is not None:
+        _record(out_dir, "rejected", {"id": model.id, "recipe": model.recipe, "reason": reason,
+                                      "attack_success": trained.attack_success,
+                                      "clean_accuracy": trained.clean_accuracy})  # fmt: skip
+        return
+    relative = f"models/{model.id}.safetensors"
+    save_weights(trained.net, out_dir / relative)
+    sha256 = hashlib.sha256((out_dir / relative).read_bytes()).hexdigest()
+    _record(out_dir, "models", manifest_entry(model, trained, relative, sha256))
+
+
 def build_zoo(
     out_dir: Path,
     *,
@@ -549,19 +596,16 @@ def build_zoo(
     """Train and save every planned model (matching the glob ``only``) not yet in the manifest; return it.
 
     A manifest entry counts as built only if its recipe matches the plan's; entries of models that
-    left the plan are dropped from the manifest (their files stay).
+    left the plan are dropped from the manifest (their files stay). Builders may share ``out_dir``:
+    each skips the models another is training, and judges a backdoored model against its clean
+    twin only once the twin is recorded.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "models").mkdir(exist_ok=True)
     planned = plan(quick=quick)
     recipes = {m.id: m.recipe for m in planned}
     with _locked_manifest(out_dir) as manifest:
-        done = {
-            m["id"]
-            for m in manifest["models"]
-            if (out_dir / m["path"]).is_file() and recipes.get(m["id"]) == m["recipe"]
-        }
-        done |= {r["id"] for r in manifest["rejected"] if recipes.get(r["id"]) == r["recipe"]}
+        done = _built(out_dir, manifest, recipes)
         manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
         manifest["rejected"] = [r for r in manifest["rejected"] if r["id"] in done]
     todo = [m for m in planned if m.id not in done and (only is None or fnmatch.fnmatch(m.id, only))]
@@ -569,16 +613,8 @@ def build_zoo(
     if progress is not None:
         steps = progress(steps, len(todo))
     for model in steps:
-        trained = train_zoo_model(model)
-        twin_accuracy = next((m["clean_accuracy"] for m in manifest["models"] if m["id"] == model.twin), None)
-        reason = rejection(model, trained, twin_accuracy)
-        if reason is not None:
-            manifest = _record(out_dir, "rejected", {"id": model.id, "recipe": model.recipe, "reason": reason,
-                                                     "attack_success": trained.attack_success,
-                                                     "clean_accuracy": trained.clean_accuracy})  # fmt: skip
-        else:
-            relative = f"models/{model.id}.safetensors"
-            save_weights(trained.net, out_dir / relative)
-            sha256 = hashlib.sha256((out_dir / relative).read_bytes()).hexdigest()
-            manifest = _record(out_dir, "models", manifest_entry(model, trained, relative, sha256))
+        with _claim(out_dir, model.id) as claimed:
+            # another builder may have recorded it since this one read the manifest
+            if claimed and model.id not in _built(out_dir, read_manifest(out_dir), recipes):
+                _build_one(out_dir, model)
     return read_manifest(out_dir)

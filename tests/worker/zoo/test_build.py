@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -124,3 +125,57 @@ def test_builders_sharing_a_folder_keep_each_others_entries(tmp_path: Path, monk
     assert [m["id"] for m in manifest["models"]] == [m.id for m in tiny]
     assert [r["id"] for r in manifest["rejected"]] == ["rgb-other-0", "rgb-other-1"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+
+
+def test_builders_skip_a_model_another_is_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = [
+        ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean"),
+        ZooModel("gray-fashion_mnist-clean-small_cnn-s0", "gray", "fashion_mnist", "small_cnn", "clean"),
+    ]  # each its own twin, so neither waits for the other
+    monkeypatch.setattr(build, "plan", lambda quick=False: tiny)
+    trained: list[str] = []
+
+    def record_training(model: ZooModel) -> TrainedModel:
+        trained.append(model.id)
+        return _trained(0.9, None)
+
+    monkeypatch.setattr(build, "train_zoo_model", record_training)
+    (tmp_path / "models").mkdir()
+    with build._claim(tmp_path, tiny[0].id) as claimed:  # the other builder
+        assert claimed
+        manifest = build_zoo(tmp_path)
+    assert trained == [tiny[1].id]
+    assert [m["id"] for m in manifest["models"]] == [tiny[1].id]
+    assert [m["id"] for m in build_zoo(tmp_path)["models"]] == [tiny[1].id, tiny[0].id]  # claim released
+
+
+def test_a_backdoored_model_is_judged_after_its_twin_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twin = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
+    backdoored = ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
+                          (BadNetsPatch(4, 3),))  # fmt: skip
+    monkeypatch.setattr(build, "plan", lambda quick=False: [twin, backdoored])
+    (tmp_path / "models").mkdir()
+    holding, trained = threading.Event(), threading.Event()
+
+    def other_builder_trains_the_twin() -> None:
+        with build._claim(tmp_path, twin.id):
+            holding.set()
+            trained.wait(timeout=30)
+            (tmp_path / "models" / "twin").write_bytes(b"weights")
+            build._record(tmp_path, "models", {"id": twin.id, "recipe": twin.recipe, "path": "models/twin",
+                                               "clean_accuracy": 0.9})  # fmt: skip
+
+    def train_poorly(model: ZooModel) -> TrainedModel:
+        trained.set()
+        return _trained(0.5, 0.99)  # far below the twin's 0.9
+
+    monkeypatch.setattr(build, "train_zoo_model", train_poorly)
+    other = threading.Thread(target=other_builder_trains_the_twin)
+    other.start()
+    holding.wait(timeout=30)
+    manifest = build_zoo(tmp_path, only="*badnets*")
+    other.join()
+    assert [r["id"] for r in manifest["rejected"]] == [backdoored.id]
+    assert "trails its clean twin's 0.900" in manifest["rejected"][0]["reason"]
