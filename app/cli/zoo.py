@@ -20,9 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "build",
         help="train every planned model not yet in DIR/manifest.json (resumable)",
         description="Train the zoo into DIR: models/<id>.safetensors and manifest.json with the ground truth. "
-        "An interrupted build resumes where it stopped, and builders may share DIR: on two CPU cores, "
-        "--only 'gray-*' and --only 'rgb-*' side by side with --threads 1 build the full zoo in about "
-        "100 minutes (140 CPU-minutes, 60 of them the resnet18s); --quick (six small models) takes a few minutes.",
+        "An interrupted build resumes where it stopped, and builders may share DIR, each skipping the models "
+        "another is training: on two CPU cores, two builders with --threads 1 side by side build the full zoo "
+        "in 35-100 minutes, by machine (63-140 CPU-minutes, measured); --quick (six small models) takes a few minutes.",
     )
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo folder (created if missing)")
     build.add_argument("--quick", action="store_true", help="the quick zoo: a handful of small models")
