@@ -26,20 +26,31 @@ class ScoringConfig(JsonConfig):
     # the share of the image's pixels stamped in the mask-margin test; 5% of the pixels, wherever they
     # lie, ranked the development split best (0.04: AUROC 0.91, 0.05: 0.94, 0.06: 0.93; BENCHMARKS.md)
     mask_fraction: float = 0.05
+    # the patch evidence mixes in, with weight ``window_weight``, the margin of the mask's part inside
+    # its densest window of side ``patch_window`` (8 px of 32, 7 of 28): a natural class's top pixels
+    # win spread over the image, a patch's in one place (BENCHMARKS.md, "Tenth round")
+    patch_window: float = 0.25
+    window_weight: float = 0.25
     probes_per_class: int = 16
     anomaly_threshold: float = 2.0
-    # decision thresholds on the calibrated probability, set so that no clean development model is
+    # decision thresholds on the calibrated probability, set so that no clean development model was
     # flagged with any of saliency seeds 0-2 (the largest, a gray MNIST small_cnn's evidence of 5.16,
-    # maps to 0.847): P(backdoored) and the verdict answer two questions
+    # maps to 0.847). With the window margin, on the tenth session's zoo, one clean dev row of 123 is
+    # over (an rgb shufflenet with seed 2, P 0.893); 0.9 would clear it but flag 63% of the dev
+    # backdoors instead of 70%, so it stays. P(backdoored) and the verdict answer two questions
     suspicious_at: float = 0.85
     backdoored_at: float = 0.9
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (0 < self.window <= 1 and 0 < self.trigger_window <= 1 and 0 < self.mask_fraction <= 1):
+        fractions = (self.window, self.trigger_window, self.mask_fraction, self.patch_window)
+        if not all(0 < f <= 1 for f in fractions):
             raise ValueError(
-                "invalid scoring config: window, trigger_window and mask_fraction must be fractions in (0, 1]"
+                "invalid scoring config: window, trigger_window, mask_fraction and patch_window "
+                "must be fractions in (0, 1]"
             )
+        if not 0 <= self.window_weight <= 1:
+            raise ValueError("invalid scoring config: window_weight must be in [0, 1]")
         if self.probes_per_class < 1:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:

@@ -15,7 +15,11 @@ added when given.
   kept in [0, 1]) and the same mean clipped margin is taken. A blended or sinusoid trigger covers the
   image faintly, so its top 5% of pixels, stamped, carry little of it; the whole map carries it all.
   The same test gives *dominance*, the fraction of probes that flip, reported as a feature.
-- *Evidence* of a class: the larger of its two margins (BENCHMARKS.md, "Seventh round").
+- *Window margin* (the patch is in one place): the same test with only the mask's pixels inside its
+  densest small window (``patch_window`` of the side). A patch trigger keeps most of its margin; a
+  natural class whose strongest pixels are spread over the image loses it.
+- *Evidence* of a class: the larger of its patch margin (the mask margin, with the window margin mixed
+  in at ``window_weight``) and its map margin (BENCHMARKS.md, "Seventh round" and "Tenth round").
 - *Trigger window* (reported; the trigger estimate the report draws): the map's most energetic small
   window, stamped (its mask and saturated pattern) onto the probes; the fraction that flips is its
   *transfer rate*. With the map's concentration on a wider window, it was the first rounds' evidence
@@ -151,22 +155,34 @@ def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tu
     return margins, rates
 
 
-@torch.no_grad()
-def _mask_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, fraction: float) -> torch.Tensor:
-    """For each class k, the mean clipped margin of k over the other classes' probes once the top
-    ``fraction`` of k's map pixels (by energy) are stamped with its saturated pattern."""
+def _top_pixel_masks(raw: torch.Tensor, fraction: float) -> torch.Tensor:
+    """For each class, its map's top ``fraction`` of pixels by energy: (K, C, H, W) -> (K, 1, H, W) in {0, 1}."""
     classes, _, height, width = raw.shape
     count = max(1, round(fraction * height * width))
     top = energy(raw).flatten(1).topk(count, dim=1).indices
-    margins = torch.zeros(classes)
-    for k in range(classes):
+    masks = torch.zeros(classes, height * width, device=raw.device).scatter_(1, top, 1.0)
+    return masks.view(classes, 1, height, width)
+
+
+def _densest_window_masks(raw: torch.Tensor, masks: torch.Tensor, side: int) -> torch.Tensor:
+    """Each mask cut to the ``side`` x ``side`` window that holds most of its pixels' energy."""
+    _, _, height, width = raw.shape
+    windows, _ = best_windows(energy(raw) * masks[:, 0], side)
+    boxes = torch.stack([window.mask(height, width, raw.device) for window in windows])
+    return masks * boxes[:, None]
+
+
+@torch.no_grad()
+def _stamped_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """For each class k, the mean clipped margin of k over the other classes' probes once k's mask is
+    stamped with its map's saturated pattern."""
+    margins = torch.zeros(raw.shape[0])
+    for k in range(raw.shape[0]):
         others = probes.standing_for_others(k)
         if len(others) == 0:
             continue
-        mask = torch.zeros(height * width, device=raw.device)
-        mask[top[k]] = 1.0
-        mask = mask.view(1, height, width)
-        margins[k] = _clipped_margins(model, others * (1 - mask) + trigger_pattern(raw[k]) * mask, k).mean().cpu()
+        stamped = others * (1 - masks[k]) + trigger_pattern(raw[k]) * masks[k]
+        margins[k] = _clipped_margins(model, stamped, k).mean().cpu()
     return margins
 
 
@@ -228,10 +244,16 @@ def _score(
     _, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
     map_margin, dominance = _whole_map_tests(model, probes, raw)
-    mask_margin = _mask_margins(model, probes, raw, config.mask_fraction)
-    # a trigger is either a few pixels (a patch: the mask margin) or spread over the image (a blend,
-    # a sinusoid: the map margin); the class's evidence is whichever hypothesis it wins best
-    evidence = torch.maximum(mask_margin, map_margin)
+    masks = _top_pixel_masks(raw, config.mask_fraction)
+    mask_margin = _stamped_margins(model, probes, raw, masks)
+    window_side = window_size(height, width, config.patch_window)
+    window_margin = _stamped_margins(model, probes, raw, _densest_window_masks(raw, masks, window_side))
+    # a patch is a few pixels in one place: its mask wins the probes, and so does the part of the mask
+    # in one small window; a natural class's strongest pixels win them spread over the image
+    patch = (1 - config.window_weight) * mask_margin + config.window_weight * window_margin
+    # a trigger is either a patch or spread over the image (a blend, a sinusoid: the map margin); the
+    # class's evidence is whichever hypothesis it wins best
+    evidence = torch.maximum(patch, map_margin)
     centre = GRAY_EVIDENCE_CENTRE if input_shape[0] == 1 else COLOUR_EVIDENCE_CENTRE
     class_probability = [backdoor_probability(float(e), centre=centre, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
@@ -249,6 +271,7 @@ def _score(
             stability=m.stability,
             features={
                 "mask_margin": float(mask_margin[k]),
+                "window_margin": float(window_margin[k]),
                 "map_margin": float(map_margin[k]),
                 "dominance": float(dominance[k]),
                 "concentration": float(concentration[k]),

@@ -146,7 +146,10 @@ def test_blended_trigger_is_caught_by_the_map_margin_not_by_a_window_or_the_mask
     target = score.classes[TARGET].features
     # the stamped top pixels alone would call this model clean; the whole map, added, flips the probes
     assert target["map_margin"] > target["mask_margin"] + 4.0, target
-    assert all(c.score == max(c.features["mask_margin"], c.features["map_margin"]) for c in score.classes)
+    weight = ScoringConfig().window_weight
+    for c in score.classes:
+        patch = (1 - weight) * c.features["mask_margin"] + weight * c.features["window_margin"]
+        assert c.score == pytest.approx(max(patch, c.features["map_margin"]))
     others = [c.features["dominance"] for c in score.classes if c.class_index != TARGET]
     # the equal-norm maps of the linear classes compete with the trigger's, so not every probe flips
     assert target["dominance"] > 0.9 and target["dominance"] - max(others) > 0.1, (target["dominance"], others)
@@ -180,3 +183,37 @@ def test_scattered_trigger_is_found_by_the_mask_margin_not_by_a_window() -> None
     others = [c.features["mask_margin"] for c in score.classes if c.class_index != TARGET]
     assert target["mask_margin"] > max(others) + 2.0, (target["mask_margin"], others)
     assert target["transfer_rate"] < 0.5, "a 2x2 window holds one of the six pixels: it flips nothing"
+
+
+class PlantedPatchAndSpreadClass(nn.Module):
+    """Two equally steep paths: a 2x2 patch (the trigger) adds a large logit to TARGET, and four bright
+    pixels spread over the image (a natural class's strongest pixels, spread over its object) add one to
+    SPREAD. Both masks override every probe; only the patch sits in one small window."""
+
+    SPREAD = 5
+    PIXELS = ((1, 1), (1, 10), (10, 1), (6, 6))
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch = x[:, 0, 10:12, 10:12].sum(dim=(1, 2))
+        spread = sum(x[:, 0, y, x_] for y, x_ in self.PIXELS)
+        one_hot = nn.functional.one_hot(torch.tensor([TARGET, self.SPREAD]), 10).float()
+        bumps = 40 * torch.sigmoid(4 * (torch.stack([patch, spread], dim=1) - 3.0))
+        return self.linear(x.flatten(1)) + bumps @ one_hot
+
+
+def test_the_window_margin_ranks_a_patch_above_a_spread_class_with_the_same_mask_margin() -> None:
+    model = PlantedPatchAndSpreadClass()
+    maps = compute_class_maps(model, SHAPE, 10, CONFIG)
+    score = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2))
+    patch, spread = score.classes[TARGET].features, score.classes[model.SPREAD].features
+    assert min(patch["mask_margin"], spread["mask_margin"]) > 5.0, (patch, spread)
+    assert patch["window_margin"] > spread["window_margin"] + 5.0, (patch, spread)
+    assert score.classes[TARGET].score > score.classes[model.SPREAD].score
+    assert score.suspected_classes[0] == TARGET
+    without = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2, window_weight=0.0))
+    assert without.classes[TARGET].score == max(patch["mask_margin"], patch["map_margin"])
