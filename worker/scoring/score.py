@@ -155,20 +155,20 @@ def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tu
     return margins, rates
 
 
-def _top_pixel_masks(raw: torch.Tensor, fraction: float) -> torch.Tensor:
-    """For each class, its map's top ``fraction`` of pixels by energy: (K, C, H, W) -> (K, 1, H, W) in {0, 1}."""
-    classes, _, height, width = raw.shape
+def _top_pixel_masks(pixel_energy: torch.Tensor, fraction: float) -> torch.Tensor:
+    """For each class, its top ``fraction`` of pixels by energy: (K, H, W) -> (K, 1, H, W) in {0, 1}."""
+    classes, height, width = pixel_energy.shape
     count = max(1, round(fraction * height * width))
-    top = energy(raw).flatten(1).topk(count, dim=1).indices
-    masks = torch.zeros(classes, height * width, device=raw.device).scatter_(1, top, 1.0)
+    top = pixel_energy.flatten(1).topk(count, dim=1).indices
+    masks = torch.zeros(classes, height * width, device=pixel_energy.device).scatter_(1, top, 1.0)
     return masks.view(classes, 1, height, width)
 
 
-def _densest_window_masks(raw: torch.Tensor, masks: torch.Tensor, side: int) -> torch.Tensor:
+def _densest_window_masks(pixel_energy: torch.Tensor, masks: torch.Tensor, side: int) -> torch.Tensor:
     """Each mask cut to the ``side`` x ``side`` window that holds most of its pixels' energy."""
-    _, _, height, width = raw.shape
-    windows, _ = best_windows(energy(raw) * masks[:, 0], side)
-    boxes = torch.stack([window.mask(height, width, raw.device) for window in windows])
+    _, height, width = pixel_energy.shape
+    windows, _ = best_windows(pixel_energy * masks[:, 0], side)
+    boxes = torch.stack([window.mask(height, width, pixel_energy.device) for window in windows])
     return masks * boxes[:, None]
 
 
@@ -244,10 +244,10 @@ def _score(
     _, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
     map_margin, dominance = _whole_map_tests(model, probes, raw)
-    masks = _top_pixel_masks(raw, config.mask_fraction)
+    masks = _top_pixel_masks(pixel_energy, config.mask_fraction)
     mask_margin = _stamped_margins(model, probes, raw, masks)
     window_side = window_size(height, width, config.patch_window)
-    window_margin = _stamped_margins(model, probes, raw, _densest_window_masks(raw, masks, window_side))
+    window_margin = _stamped_margins(model, probes, raw, _densest_window_masks(pixel_energy, masks, window_side))
     # a patch is a few pixels in one place: its mask wins the probes, and so does the part of the mask
     # in one small window; a natural class's strongest pixels win them spread over the image
     patch = (1 - config.window_weight) * mask_margin + config.window_weight * window_margin

@@ -532,11 +532,10 @@ def _locked_manifest(out_dir: Path) -> Iterator[dict[str, Any]]:
         _write_manifest(out_dir, manifest)
 
 
-def _record(out_dir: Path, section: str, entry: dict[str, Any]) -> dict[str, Any]:
-    """Put ``entry`` under ``section`` ("models" or "rejected"), replacing any of the same id; return the manifest."""
+def _record(out_dir: Path, section: str, entry: dict[str, Any]) -> None:
+    """Put ``entry`` under ``section`` ("models" or "rejected"), replacing any of the same id."""
     with _locked_manifest(out_dir) as manifest:
         manifest[section] = [e for e in manifest[section] if e["id"] != entry["id"]] + [entry]
-    return manifest
 
 
 @contextmanager
