@@ -138,9 +138,11 @@ class Api:
 
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# Half the default cost (one restart) and still a wide margin on the fixture pair: measured P(backdoored)
-# 0.998 for the BadNets model vs 0.017 for its clean twin (15 CPU-seconds each, one thread).
-DETECTION_CONFIG: dict[str, Any] = {"saliency": {"restarts": 1}}
+# The default engine: the flow asserts the verdict a user gets. One restart (half the cost) was not
+# enough: the fixture is retrained per machine and training is not bit-identical, and on one machine
+# one restart gave the BadNets model P(backdoored) 0.842, under the 0.85 line, where two restarts gave
+# 0.993 (its clean twin 0.019).
+DETECTION_CONFIG: dict[str, Any] = {}
 
 
 def check_detection_flow(
