@@ -1,0 +1,314 @@
+"""Fit the agnostic scorer's calibration, evidence -> P(backdoored), on benchmark rows.
+
+    python -m bench.calibrate --split dev --seeds 0,1,2 --save bench/calibration/BUILD.jsonl
+    python -m bench.calibrate --rows bench/calibration/*.jsonl       # pooled over saved zoo builds
+
+The scorer maps a model's largest class evidence e to P = 1 / (1 + exp(-slope * (e - centre))), with
+one slope and one centre per input kind (``gray``: one channel; ``colour``: any other count), the
+constants at the top of ``worker/scoring/score.py``. For each slope of a grid this command fits both
+centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
+cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
+or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
+a new one, which is the question a centre fitted on one build's luck cannot answer. Beside them: the
+current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
+above ``suspicious_at``).
+
+Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
+saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
+pooled with this one. A row is {zoo, model, seed, kind, backdoored, evidence, detector_key}; rows
+whose detector key differs come from different scorer code, and the report counts them per key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from worker.zoo import metrics
+
+KINDS = ("gray", "colour")
+SLOPES = (1.0, 1.25, 1.5, 2.0, 3.0)
+
+
+@dataclass(frozen=True)
+class Row:
+    zoo: str  # which zoo build the model came from (a hash of its manifest's model files)
+    model: str
+    seed: int
+    kind: str  # "gray" | "colour"
+    backdoored: bool
+    evidence: float  # the model's largest class evidence
+    detector_key: str
+
+
+@dataclass(frozen=True)
+class Calibration:
+    slope: float
+    centres: dict[str, float]
+
+    def probability(self, row: Row) -> float:
+        if row.kind not in self.centres:
+            raise ValueError(f"no {row.kind} rows left to fit a {row.kind} centre on")
+        return 1.0 / (1.0 + math.exp(-self.slope * (row.evidence - self.centres[row.kind])))
+
+    def threshold(self, kind: str, probability: float) -> float:
+        """The evidence at which a row of ``kind`` reaches ``probability``."""
+        return self.centres[kind] + math.log(probability / (1 - probability)) / self.slope
+
+
+def kind_of(input_shape: Sequence[int]) -> str:
+    """The scorer's rule: single-channel inputs are gray, every other channel count is colour."""
+    return "gray" if input_shape[0] == 1 else "colour"
+
+
+def fit_centre(evidence: np.ndarray, labels: np.ndarray, slope: float) -> float:
+    """The maximum-likelihood centre for a fixed slope: where the probabilities sum to the positives.
+
+    The cross-entropy is convex in the centre and its derivative is proportional to sum(p) - sum(y),
+    which falls as the centre rises, so bisection finds the root. Both labels must be present.
+    """
+    positives = int(labels.sum())
+    if positives in (0, len(labels)):
+        raise ValueError("a centre needs backdoored and clean rows of the same input kind")
+    low, high = float(evidence.min()) - 50 / slope, float(evidence.max()) + 50 / slope
+    for _ in range(100):
+        centre = (low + high) / 2
+        total = (1 / (1 + np.exp(-slope * (evidence - centre)))).sum()
+        low, high = (centre, high) if total > positives else (low, centre)
+    return (low + high) / 2
+
+
+def fit(rows: Sequence[Row], slope: float) -> Calibration:
+    """Both centres, each on its own kind's rows."""
+    centres = {}
+    for kind in KINDS:
+        mine = [r for r in rows if r.kind == kind]
+        if mine:
+            centres[kind] = fit_centre(
+                np.array([r.evidence for r in mine]), np.array([r.backdoored for r in mine], dtype=float), slope
+            )
+    return Calibration(slope=slope, centres=centres)
+
+
+def cross_entropy(calibration: Calibration, rows: Sequence[Row]) -> float:
+    return metrics.cross_entropy([calibration.probability(r) for r in rows], [int(r.backdoored) for r in rows])
+
+
+def held_out_cross_entropy(rows: Sequence[Row], slope: float, group: Callable[[Row], str]) -> float:
+    """Cross-entropy of each group's rows under centres fitted on every other group's rows."""
+    probabilities, labels = [], []
+    for name in sorted({group(r) for r in rows}):
+        held_out = [r for r in rows if group(r) == name]
+        calibration = fit([r for r in rows if group(r) != name], slope)
+        probabilities += [calibration.probability(r) for r in held_out]
+        labels += [int(r.backdoored) for r in held_out]
+    return metrics.cross_entropy(probabilities, labels)
+
+
+def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slopes: Sequence[float]) -> dict[str, Any]:
+    """Every slope's fit and held-out cross-entropy, the current constants, and the threshold check."""
+    builds = sorted({r.zoo for r in rows})
+    fits: list[dict[str, Any]] = []
+    for slope in slopes:
+        calibration = fit(rows, slope)
+        fits.append(
+            {
+                "slope": slope,
+                "centres": calibration.centres,
+                "cross_entropy": cross_entropy(calibration, rows),
+                "leave_one_model_out": held_out_cross_entropy(rows, slope, lambda r: r.model),
+                "leave_one_build_out": (
+                    held_out_cross_entropy(rows, slope, lambda r: r.zoo) if len(builds) > 1 else None
+                ),
+            }
+        )
+    held_out = "leave_one_build_out" if len(builds) > 1 else "leave_one_model_out"
+    best = min(fits, key=lambda f: f[held_out])
+    return {
+        "rows": len(rows),
+        "builds": dict(Counter(r.zoo for r in rows)),
+        "detector_keys": dict(Counter(r.detector_key for r in rows)),
+        "per_kind": {
+            kind: {
+                "backdoored": sum(r.backdoored for r in rows if r.kind == kind),
+                "clean": sum(not r.backdoored for r in rows if r.kind == kind),
+            }
+            for kind in KINDS
+        },
+        "fits": fits,
+        "chosen_by": held_out,
+        "best": best,
+        "current": {
+            "slope": current.slope,
+            "centres": current.centres,
+            "cross_entropy": cross_entropy(current, rows),
+            "thresholds": threshold_check(rows, current, suspicious_at),
+        },
+        "best_thresholds": threshold_check(rows, Calibration(best["slope"], best["centres"]), suspicious_at),
+    }
+
+
+def threshold_check(rows: Sequence[Row], calibration: Calibration, suspicious_at: float) -> dict[str, Any]:
+    """Per kind: the evidence that reaches ``suspicious_at``, the clean rows flagged and the share of
+    backdoored rows flagged, and the largest clean evidence."""
+    check = {}
+    for kind in sorted({r.kind for r in rows} & set(calibration.centres)):
+        line = calibration.threshold(kind, suspicious_at)
+        clean = [r.evidence for r in rows if r.kind == kind and not r.backdoored]
+        backdoored = [r.evidence for r in rows if r.kind == kind and r.backdoored]
+        check[kind] = {
+            "evidence_line": line,
+            "clean_flagged": sum(e >= line for e in clean),
+            "clean_rows": len(clean),
+            "detected": metrics.flag_rate([e >= line for e in backdoored]),
+            "largest_clean": max(clean, default=float("nan")),
+        }
+    return check
+
+
+def format_report(result: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{k} {v['backdoored']}/{v['clean']}" for k, v in result["per_kind"].items())
+    lines = [
+        f"{result['rows']} rows (backdoored/clean: {kinds}) from {len(result['builds'])} zoo build(s), "
+        f"{len(result['detector_keys'])} detector key(s)",
+        "",
+        "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in result["fits"]:
+        build = "n/a" if f["leave_one_build_out"] is None else f"{f['leave_one_build_out']:.3f}"
+        lines.append(
+            f"| {f['slope']:g} | {_centre(f['centres'], 'gray')} | {_centre(f['centres'], 'colour')} | "
+            f"{f['cross_entropy']:.3f} | {f['leave_one_model_out']:.3f} | {build} |"
+        )
+    current, best = result["current"], result["best"]
+    lines += [
+        "",
+        f"current constants (slope {current['slope']:g}, gray {_centre(current['centres'], 'gray')}, "
+        f"colour {_centre(current['centres'], 'colour')}): CE {current['cross_entropy']:.3f}",
+        f"best by {result['chosen_by'].replace('_', ' ')}: slope {best['slope']:g}, "
+        f"gray {_centre(best['centres'], 'gray')}, colour {_centre(best['centres'], 'colour')}",
+        "",
+        "| calibration | kind | evidence line | clean flagged | detected | largest clean |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, check in (("current", current["thresholds"]), ("best", result["best_thresholds"])):
+        for kind, c in check.items():
+            lines.append(
+                f"| {name} | {kind} | {c['evidence_line']:.2f} | {c['clean_flagged']} of {c['clean_rows']} | "
+                f"{c['detected']:.2f} | {c['largest_clean']:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def _centre(centres: dict[str, float], kind: str) -> str:
+    return f"{centres[kind]:.2f}" if kind in centres else "n/a"
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Rows saved by ``--save``; raises ValueError naming the line of a malformed one."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = Row(**json.loads(line))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a calibration row ({exc})") from exc
+        if row.kind not in KINDS or not math.isfinite(row.evidence):
+            raise ValueError(f"{path}:{number}: kind must be one of {KINDS} and evidence a finite number")
+        rows.append(row)
+    return rows
+
+
+def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -> list[Row]:
+    """The agnostic detector's rows of the zoo's models, from its benchmark cache or computed."""
+    import torch
+
+    from bench.detection import run_detectors
+    from worker.detectors.base import get_detector
+    from worker.zoo.build import read_manifest
+
+    if threads:
+        torch.set_num_threads(threads)
+    models = read_manifest(zoo)["models"]
+    entries = [m for m in models if split in ("all", m["split"])]
+    if not entries:
+        raise ValueError(f"no models in {zoo} for split {split!r}")
+    build = hashlib.sha256("".join(sorted(m["sha256"] for m in models)).encode()).hexdigest()[:12]
+    shapes = {m["id"]: m["input_shape"] for m in entries}
+    rows = []
+    for seed in seeds:
+        cache = zoo / "bench-results.jsonl"
+        for r in run_detectors(zoo, entries, [get_detector("agnostic")], clean_images=0, cache=cache, seed=seed):
+            rows.append(
+                Row(
+                    zoo=build,
+                    model=r["model"],
+                    seed=seed,
+                    kind=kind_of(shapes[r["model"]]),
+                    backdoored=bool(r["backdoored"]),
+                    evidence=max(r["class_scores"]),
+                    detector_key=r["detector_key"],
+                )
+            )
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.calibrate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", type=Path, help="zoo folder whose benchmark rows to use (computed where missing)")
+    parser.add_argument("--split", choices=("dev", "test", "all"), default="dev")
+    parser.add_argument("--seeds", default="0,1,2", help="saliency seeds of the zoo's rows, comma-separated")
+    parser.add_argument("--rows", type=Path, nargs="*", default=[], help="saved rows files to pool with the zoo's")
+    parser.add_argument("--save", type=Path, help="write the zoo's rows here (JSON lines), for later pooling")
+    parser.add_argument("--slopes", default=",".join(f"{s:g}" for s in SLOPES), help="slopes to fit, comma-separated")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads for rows still to compute")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from worker.scoring.config import ScoringConfig
+    from worker.scoring.score import COLOUR_EVIDENCE_CENTRE, EVIDENCE_SLOPE, GRAY_EVIDENCE_CENTRE
+
+    args = parse_args(argv)
+    try:
+        slopes = [float(s) for s in args.slopes.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        if not all(s > 0 for s in slopes):
+            raise ValueError("slopes must be positive")
+        rows = [row for path in args.rows for row in read_rows(path)]
+        if args.zoo is not None:
+            if not (args.zoo / "manifest.json").is_file():
+                raise ValueError(f"{args.zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build`")
+            mine = zoo_rows(args.zoo, args.split, seeds, args.threads)
+            if args.save:
+                args.save.parent.mkdir(parents=True, exist_ok=True)
+                args.save.write_text("".join(json.dumps(r.__dict__) + "\n" for r in mine))
+            rows += mine
+        if not rows:
+            raise ValueError("no rows: give --zoo, --rows or both")
+        current = Calibration(EVIDENCE_SLOPE, {"gray": GRAY_EVIDENCE_CENTRE, "colour": COLOUR_EVIDENCE_CENTRE})
+        result = report(rows, current, ScoringConfig().suspicious_at, slopes)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Fitting the scorer's calibration on benchmark rows (the zoo and the detector are exercised elsewhere)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.calibrate import Calibration, Row, fit, fit_centre, held_out_cross_entropy, main, report, threshold_check
+
+
+def _synthetic(centre: float, slope: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    evidence = rng.uniform(centre - 6, centre + 6, n)
+    labels = (rng.random(n) < 1 / (1 + np.exp(-slope * (evidence - centre)))).astype(float)
+    return evidence, labels
+
+
+def _rows(kind: str, evidence: list[float], backdoored: list[bool], zoo: str = "z1") -> list[Row]:
+    return [
+        Row(zoo=zoo, model=f"{kind}-{i}", seed=0, kind=kind, backdoored=b, evidence=e, detector_key="k")
+        for i, (e, b) in enumerate(zip(evidence, backdoored, strict=True))
+    ]
+
+
+ROWS = _rows("gray", [1.0, 2.0, 3.5, 4.5, 5.0, 6.0], [False, False, True, False, True, True]) + _rows(
+    "colour", [5.0, 7.0, 8.0, 8.5, 9.5, 10.0], [False, False, True, False, True, True]
+)
+
+
+def test_the_fitted_centre_recovers_the_one_that_drew_the_labels() -> None:
+    evidence, labels = _synthetic(centre=4.0, slope=1.5, n=4000, seed=0)
+    assert fit_centre(evidence, labels, slope=1.5) == pytest.approx(4.0, abs=0.15)
+
+
+def test_at_the_fitted_centre_the_probabilities_add_up_to_the_backdoored_count() -> None:
+    evidence, labels = _synthetic(centre=8.0, slope=1.0, n=200, seed=1)
+    centre = fit_centre(evidence, labels, slope=1.0)
+    assert (1 / (1 + np.exp(-(evidence - centre)))).sum() == pytest.approx(labels.sum(), abs=1e-6)
+
+
+def test_a_kind_with_one_label_has_no_centre() -> None:
+    with pytest.raises(ValueError, match="backdoored and clean"):
+        fit_centre(np.array([1.0, 2.0]), np.array([1.0, 1.0]), slope=1.5)
+
+
+def test_each_kind_gets_its_own_centre() -> None:
+    calibration = fit(ROWS, slope=1.5)
+    assert calibration.centres["colour"] - calibration.centres["gray"] > 3
+
+
+def test_held_out_rows_fare_worse_than_the_rows_fitted_on() -> None:
+    calibration = fit(ROWS, slope=1.5)
+    in_sample = float(np.mean([-np.log(p if r.backdoored else 1 - p) for r, p in
+                               zip(ROWS, map(calibration.probability, ROWS), strict=True)]))  # fmt: skip
+    assert held_out_cross_entropy(ROWS, 1.5, lambda r: r.model) > in_sample
+
+
+def test_the_threshold_check_counts_rows_at_or_over_the_line() -> None:
+    calibration = Calibration(slope=1.0, centres={"gray": 4.0})
+    gray = [r for r in ROWS if r.kind == "gray"]
+    check = threshold_check(gray, calibration, suspicious_at=0.5)["gray"]
+    assert check["evidence_line"] == pytest.approx(4.0)
+    assert (check["clean_flagged"], check["clean_rows"], check["largest_clean"]) == (1, 3, 4.5)
+    assert check["detected"] == pytest.approx(2 / 3)
+
+
+def test_leaving_one_build_out_needs_two_builds() -> None:
+    current = Calibration(slope=1.5, centres={"gray": 4.0, "colour": 8.3})
+    assert report(ROWS, current, 0.85, [1.5])["fits"][0]["leave_one_build_out"] is None
+    second = [Row(**{**asdict(r), "zoo": "z2", "evidence": r.evidence + 0.5}) for r in ROWS]
+    result = report(ROWS + second, current, 0.85, [1.0, 1.5])
+    assert result["chosen_by"] == "leave_one_build_out"
+    assert all(f["leave_one_build_out"] is not None for f in result["fits"])
+    assert result["builds"] == {"z1": 12, "z2": 12}
+
+
+def test_the_command_fits_saved_rows_and_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS))
+    assert main(["--rows", str(rows), "--slopes", "1,1.5", "--json", str(tmp_path / "report.json")]) == 0
+    out = capsys.readouterr().out
+    assert "12 rows (backdoored/clean: gray 3/3, colour 3/3) from 1 zoo build(s)" in out
+    assert "| 1.5 |" in out and "current constants" in out
+    assert json.loads((tmp_path / "report.json").read_text())["best"]["slope"] in (1.0, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"zoo": "z"}\n', "rows.jsonl:1: not a calibration row"),
+        ("not json\n", "rows.jsonl:1: not a calibration row"),
+        (json.dumps({**asdict(ROWS[0]), "kind": "infrared"}) + "\n", "rows.jsonl:1: kind must be one of"),
+    ],
+)
+def test_bad_rows_are_refused_with_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, message: str
+) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(content)
+    assert main(["--rows", str(rows)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_no_rows_and_a_missing_zoo_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main([]) == 2
+    assert "no rows" in capsys.readouterr().err
+    assert main(["--zoo", str(tmp_path)]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
