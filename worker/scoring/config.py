@@ -32,6 +32,12 @@ class ScoringConfig(JsonConfig):
     patch_window: float = 0.25
     window_weight: float = 0.25
     probes_per_class: int = 16
+    # the mask and window tests' probes: seeds uniform in [0, patch_probe_brightness] + the source
+    # class's map, kept in [0, 1]. A patch trigger learned on dark-background images barely fires on
+    # probes as bright as uniform noise; on the zoo's gray dev split 0.5 raised the weakest patch
+    # backdoor from 5.2 to 6.8 while the largest clean evidence fell from 4.4 to 4.0 (BENCHMARKS.md,
+    # "Twelfth round"). The map test keeps seeds in [0, 1]: blended triggers lost on dim probes.
+    patch_probe_brightness: float = 0.5
     anomaly_threshold: float = 2.0
     # decision thresholds on the calibrated probability, set so that no clean development model was
     # flagged with any of saliency seeds 0-2 (the largest, a gray MNIST small_cnn's evidence of 5.16,
@@ -51,6 +57,8 @@ class ScoringConfig(JsonConfig):
             )
         if not 0 <= self.window_weight <= 1:
             raise ValueError("invalid scoring config: window_weight must be in [0, 1]")
+        if not 0 <= self.patch_probe_brightness <= 1:
+            raise ValueError("invalid scoring config: patch_probe_brightness must be in [0, 1]")
         if self.probes_per_class < 1:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:

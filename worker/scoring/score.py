@@ -2,7 +2,9 @@
 
 Every test runs on probe inputs that stand for the other classes. Probes are data-free by default:
 fresh seeds pushed toward each other class by that class's own map; user-supplied clean images are
-added when given.
+added when given. The stamping tests (mask and window margins) draw their seeds dimmer, in
+[0, ``patch_probe_brightness``]: a patch trigger learned on dark-background images barely fires on
+probes as bright as uniform noise (BENCHMARKS.md, "Twelfth round").
 
 - *Mask margin* (the patch hypothesis): the map's most energetic pixels (``mask_fraction`` of the
   image, wherever they lie) are stamped at full intensity with the map's sign onto the probes, and the
@@ -108,8 +110,10 @@ def _probes(
     config: ScoringConfig,
     device: torch.device,
     clean_images: torch.Tensor | None,
+    brightness: float = 1.0,
 ) -> _Probes:
-    """Seeds + each class's map, plus any clean images."""
+    """Seeds + each class's map, plus any clean images. Below full ``brightness`` the seeds are
+    uniform in [0, brightness] and the probes are kept in [0, 1]."""
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed)
     k = raw.shape[0]
@@ -117,7 +121,9 @@ def _probes(
     sources = torch.randperm(k, generator=torch.Generator().manual_seed(config.seed))[:64].to(device)
     n = config.probes_per_class
     seeds = draw_seeds("uniform", (len(sources), n, *raw.shape[1:]), generator=generator, device=device)
-    inputs = (seeds + raw[sources][:, None]).flatten(0, 1)
+    inputs = (brightness * seeds + raw[sources][:, None]).flatten(0, 1)
+    if brightness < 1:
+        inputs = inputs.clamp(0, 1)
     sources = sources.repeat_interleave(n)
     if clean_images is not None:
         inputs = torch.cat([inputs, clean_images.to(device)])
@@ -245,9 +251,14 @@ def _score(
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
     map_margin, dominance = _whole_map_tests(model, probes, raw)
     masks = _top_pixel_masks(pixel_energy, config.mask_fraction)
-    mask_margin = _stamped_margins(model, probes, raw, masks)
+    patch_probes = (
+        probes
+        if config.patch_probe_brightness == 1
+        else _probes(model, raw, config, device, clean_images, brightness=config.patch_probe_brightness)
+    )
+    mask_margin = _stamped_margins(model, patch_probes, raw, masks)
     window_side = window_size(height, width, config.patch_window)
-    window_margin = _stamped_margins(model, probes, raw, _densest_window_masks(pixel_energy, masks, window_side))
+    window_margin = _stamped_margins(model, patch_probes, raw, _densest_window_masks(pixel_energy, masks, window_side))
     # a patch is a few pixels in one place: its mask wins the probes, and so does the part of the mask
     # in one small window; a natural class's strongest pixels win them spread over the image
     patch = (1 - config.window_weight) * mask_margin + config.window_weight * window_margin

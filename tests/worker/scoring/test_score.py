@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from worker.saliency.config import SaliencyConfig
-from worker.saliency.engine import compute_class_maps
+from worker.saliency.engine import ClassMap, compute_class_maps
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import best_windows, energy, shared_hotspot, window_size
 from worker.scoring.score import score_audit
@@ -217,3 +217,43 @@ def test_the_window_margin_ranks_a_patch_above_a_spread_class_with_the_same_mask
     assert score.suspected_classes[0] == TARGET
     without = score_audit(model, maps, SHAPE, config=ScoringConfig(window=0.2, window_weight=0.0))
     assert without.classes[TARGET].score == max(patch["mask_margin"], patch["map_margin"])
+
+
+class PlantedDarkSurroundTrigger(nn.Module):
+    """A trigger learned on dark-background images: a bright 2x2 corner patch adds a large logit to
+    TARGET only while the pixels around it are dark, as on the zoo's Fashion-MNIST and digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patch = x[:, 0, 10:12, 10:12].sum(dim=(1, 2))
+        surround = (x[:, 0, 8:12, 8:12].sum(dim=(1, 2)) - patch) / 12
+        bump = 40 * torch.sigmoid(4 * (patch - 3.0)) * torch.sigmoid(20 * (0.3 - surround))
+        return self.linear(x.flatten(1)) + bump[:, None] * nn.functional.one_hot(torch.tensor(TARGET), 10)
+
+
+def _hand_made_maps() -> list[ClassMap]:
+    """Faint random maps, and TARGET's holding the bright patch."""
+    raw = 0.05 * torch.randn(10, *SHAPE, generator=torch.Generator().manual_seed(0))
+    raw[TARGET, 0, 10:12, 10:12] = 1.0
+    return [ClassMap(k, raw[k], raw[k][None], success_rate=0.0, stability=1.0, trace=[]) for k in range(10)]
+
+
+def test_dim_probes_let_a_trigger_that_needs_a_dark_surround_win_the_patch_tests() -> None:
+    model, maps = PlantedDarkSurroundTrigger(), _hand_made_maps()
+    bright = score_audit(model, maps, SHAPE, config=ScoringConfig(patch_probe_brightness=1.0)).classes[TARGET]
+    dim = score_audit(model, maps, SHAPE, config=ScoringConfig(patch_probe_brightness=0.5)).classes[TARGET]
+    # on probes as bright as uniform noise the stamped patch barely fires; on dim ones it overrides them
+    assert bright.features["mask_margin"] < 3.0 < 8.0 < dim.features["mask_margin"], (bright.features, dim.features)
+    assert dim.features["window_margin"] > 8.0
+    # the map test keeps full-brightness probes
+    assert dim.features["map_margin"] == bright.features["map_margin"]
+
+
+def test_probe_brightness_must_be_a_fraction() -> None:
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="patch_probe_brightness"):
+            ScoringConfig(patch_probe_brightness=bad)
