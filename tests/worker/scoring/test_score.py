@@ -19,14 +19,21 @@ SHAPE = (1, 12, 12)
 TARGET = 2
 
 
-class PlantedTrigger(nn.Module):
+class RandomLinearClassifier(nn.Module):
+    """The clean part of every planted model: a seeded random linear classifier on 12x12 images."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.linear = nn.Linear(144, 10)
+
+
+class PlantedTrigger(RandomLinearClassifier):
     """A random linear classifier plus a steep trigger path: a bright 2x2 patch at the bottom-right
     corner (x, y >= 10) adds a large logit to class TARGET, whatever the rest of the image is."""
 
     def __init__(self, with_trigger: bool) -> None:
         super().__init__()
-        torch.manual_seed(3)
-        self.linear = nn.Linear(144, 10)
         self.with_trigger = with_trigger
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,15 +126,13 @@ def test_user_clean_images_join_the_transfer_probes() -> None:
     assert score.classes[TARGET].features["transfer_rate"] > 0.9
 
 
-class PlantedBlend(nn.Module):
+class PlantedBlend(RandomLinearClassifier):
     """A random linear classifier plus a blended-trigger path: a faint whole-image pattern (a fixed
     +-1 checkerboard correlated with the input) adds a large logit to class TARGET. No small window
     carries it, and its strongest pixels, stamped, carry little of it; the whole map carries it all."""
 
     def __init__(self) -> None:
         super().__init__()
-        torch.manual_seed(3)
-        self.linear = nn.Linear(144, 10)
         rows, cols = torch.meshgrid(torch.arange(12), torch.arange(12), indexing="ij")
         self.register_buffer("pattern", ((rows + cols) % 2 * 2 - 1).float().flatten())
 
@@ -156,16 +161,11 @@ def test_blended_trigger_is_caught_by_the_map_margin_not_by_a_window_or_the_mask
     assert target["transfer_rate"] < 0.5, "a 2x2 window of a whole-image pattern does not flip probes"
 
 
-class PlantedScatteredTrigger(nn.Module):
+class PlantedScatteredTrigger(RandomLinearClassifier):
     """A trigger of six bright pixels spread over the image (as a strided stem's grid spreads a map):
     no window holds more than one of them, yet together they add a large logit to class TARGET."""
 
     PIXELS = ((1, 1), (1, 6), (1, 10), (10, 1), (10, 6), (10, 10))
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.linear = nn.Linear(144, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lit = sum(x[:, 0, y, x_] for y, x_ in self.PIXELS)
@@ -185,18 +185,13 @@ def test_scattered_trigger_is_found_by_the_mask_margin_not_by_a_window() -> None
     assert target["transfer_rate"] < 0.5, "a 2x2 window holds one of the six pixels: it flips nothing"
 
 
-class PlantedPatchAndSpreadClass(nn.Module):
+class PlantedPatchAndSpreadClass(RandomLinearClassifier):
     """Two equally steep paths: a 2x2 patch (the trigger) adds a large logit to TARGET, and four bright
     pixels spread over the image (a natural class's strongest pixels, spread over its object) add one to
     SPREAD. Both masks override every probe; only the patch sits in one small window."""
 
     SPREAD = 5
     PIXELS = ((1, 1), (1, 10), (10, 1), (6, 6))
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.linear = nn.Linear(144, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patch = x[:, 0, 10:12, 10:12].sum(dim=(1, 2))
@@ -219,14 +214,9 @@ def test_the_window_margin_ranks_a_patch_above_a_spread_class_with_the_same_mask
     assert without.classes[TARGET].score == max(patch["mask_margin"], patch["map_margin"])
 
 
-class PlantedDarkSurroundTrigger(nn.Module):
+class PlantedDarkSurroundTrigger(RandomLinearClassifier):
     """A trigger learned on dark-background images: a bright 2x2 corner patch adds a large logit to
     TARGET only while the pixels around it are dark, as on the zoo's Fashion-MNIST and digits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(3)
-        self.linear = nn.Linear(144, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         patch = x[:, 0, 10:12, 10:12].sum(dim=(1, 2))
