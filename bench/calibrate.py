@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
 
-KINDS = ("gray", "colour")
+KINDS = ("gray", "colour")  # the keys of the scorer's EVIDENCE_CENTRES
 SLOPES = (1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -59,16 +60,11 @@ class Calibration:
     def probability(self, row: Row) -> float:
         if row.kind not in self.centres:
             raise ValueError(f"no {row.kind} rows left to fit a {row.kind} centre on")
-        return 1.0 / (1.0 + math.exp(-self.slope * (row.evidence - self.centres[row.kind])))
+        return backdoor_probability(row.evidence, centre=self.centres[row.kind], slope=self.slope)
 
     def threshold(self, kind: str, probability: float) -> float:
         """The evidence at which a row of ``kind`` reaches ``probability``."""
         return self.centres[kind] + math.log(probability / (1 - probability)) / self.slope
-
-
-def kind_of(input_shape: Sequence[int]) -> str:
-    """The scorer's rule: single-channel inputs are gray, every other channel count is colour."""
-    return "gray" if input_shape[0] == 1 else "colour"
 
 
 def fit_centre(evidence: np.ndarray, labels: np.ndarray, slope: float) -> float:
@@ -237,6 +233,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
 
     from bench.detection import run_detectors
     from worker.detectors.base import get_detector
+    from worker.scoring.score import input_kind
     from worker.zoo.build import read_manifest
 
     if threads:
@@ -247,16 +244,16 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
         raise ValueError(f"no models in {zoo} for split {split!r}")
     build = hashlib.sha256("".join(sorted(m["sha256"] for m in models)).encode()).hexdigest()[:12]
     shapes = {m["id"]: m["input_shape"] for m in entries}
+    cache = zoo / "bench-results.jsonl"
     rows = []
     for seed in seeds:
-        cache = zoo / "bench-results.jsonl"
         for r in run_detectors(zoo, entries, [get_detector("agnostic")], clean_images=0, cache=cache, seed=seed):
             rows.append(
                 Row(
                     zoo=build,
                     model=r["model"],
                     seed=seed,
-                    kind=kind_of(shapes[r["model"]]),
+                    kind=input_kind(shapes[r["model"]]),
                     backdoored=bool(r["backdoored"]),
                     evidence=max(r["class_scores"]),
                     detector_key=r["detector_key"],
@@ -280,7 +277,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from worker.scoring.config import ScoringConfig
-    from worker.scoring.score import COLOUR_EVIDENCE_CENTRE, EVIDENCE_SLOPE, GRAY_EVIDENCE_CENTRE
+    from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE
 
     args = parse_args(argv)
     try:
@@ -299,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += mine
         if not rows:
             raise ValueError("no rows: give --zoo, --rows or both")
-        current = Calibration(EVIDENCE_SLOPE, {"gray": GRAY_EVIDENCE_CENTRE, "colour": COLOUR_EVIDENCE_CENTRE})
+        current = Calibration(EVIDENCE_SLOPE, dict(EVIDENCE_CENTRES))
         result = report(rows, current, ScoringConfig().suspicious_at, slopes)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -58,8 +58,13 @@ MARGIN_CAP = 10.0
 # models. Leave-one-model-out cross-entropy chose the slope (1: 0.268, 1.25: 0.253, 1.5: 0.248,
 # 2: 0.258); BENCHMARKS.md, "Seventh round".
 EVIDENCE_SLOPE = 1.5
-GRAY_EVIDENCE_CENTRE = 4.02  # single-channel inputs
-COLOUR_EVIDENCE_CENTRE = 8.33  # every other channel count (fitted on 3-channel models)
+# gray: single-channel inputs; colour: every other channel count (fitted on 3-channel models)
+EVIDENCE_CENTRES = {"gray": 4.02, "colour": 8.33}
+
+
+def input_kind(input_shape: tuple[int, ...] | list[int]) -> str:
+    """The calibration a model's inputs take: ``gray`` for one channel, ``colour`` for any other count."""
+    return "gray" if input_shape[0] == 1 else "colour"
 
 
 @dataclass
@@ -265,7 +270,7 @@ def _score(
     # a trigger is either a patch or spread over the image (a blend, a sinusoid: the map margin); the
     # class's evidence is whichever hypothesis it wins best
     evidence = torch.maximum(patch, map_margin)
-    centre = GRAY_EVIDENCE_CENTRE if input_shape[0] == 1 else COLOUR_EVIDENCE_CENTRE
+    centre = EVIDENCE_CENTRES[input_kind(input_shape)]
     class_probability = [backdoor_probability(float(e), centre=centre, slope=EVIDENCE_SLOPE) for e in evidence]
     probability = max(class_probability)
     verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
