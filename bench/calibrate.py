@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         if not all(s > 0 for s in slopes):
             raise ValueError("slopes must be positive")
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be at least 1")
         rows = [row for path in args.rows for row in read_rows(path)]
         if args.zoo is not None:
             if not (args.zoo / "manifest.json").is_file():
@@ -298,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no rows: give --zoo, --rows or both")
         current = Calibration(EVIDENCE_SLOPE, dict(EVIDENCE_CENTRES))
         result = report(rows, current, ScoringConfig().suspicious_at, slopes)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1) + "\n")
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_report(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

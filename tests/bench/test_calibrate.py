@@ -110,3 +110,14 @@ def test_no_rows_and_a_missing_zoo_are_refused(tmp_path: Path, capsys: pytest.Ca
     assert "no rows" in capsys.readouterr().err
     assert main(["--zoo", str(tmp_path)]) == 2
     assert "manifest.json not found" in capsys.readouterr().err
+
+
+def test_bad_options_and_an_unwritable_report_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS))
+    assert main(["--rows", str(rows), "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert main(["--rows", str(rows), "--slopes", "-1"]) == 2
+    assert "slopes must be positive" in capsys.readouterr().err
+    assert main(["--rows", str(rows), "--json", str(tmp_path / "missing" / "report.json")]) == 2
+    assert "error:" in capsys.readouterr().err
