@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo folder (created if missing)")
     build.add_argument("--quick", action="store_true", help="the quick zoo: a handful of small models")
     build.add_argument("--only", metavar="PATTERN", help="only model ids matching this glob, e.g. 'rgb-*'")
+    build.add_argument(
+        "--split",
+        choices=("dev", "test"),
+        help="only this split's models, and the clean twins its backdoored models are judged against",
+    )
     build.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     build.set_defaults(handler=run_build)
 
@@ -43,15 +48,20 @@ def run_build(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.only and not any(fnmatch.fnmatch(m.id, args.only) for m in plan(quick=args.quick)):
+    selected = [m for m in plan(quick=args.quick) if args.only is None or fnmatch.fnmatch(m.id, args.only)]
+    if not selected:
         raise CommandError(
             f"--only {args.only!r} matches no planned model id (ids look like 'gray-mnist-clean-lenet5-s0')"
         )
+    if args.split and not any(m.split == args.split for m in selected):
+        matching = f" matching --only {args.only!r}" if args.only else ""
+        raise CommandError(f"no planned model{matching} is in the {args.split} split")
     try:
         manifest = build_zoo(
             args.out,
             quick=args.quick,
             only=args.only,
+            split=args.split,
             progress=lambda steps, total: tqdm(steps, total=total, desc="training zoo", unit="model"),
         )
     except DatasetError as exc:

@@ -619,9 +619,13 @@ def build_zoo(
     *,
     quick: bool = False,
     only: str | None = None,
+    split: str | None = None,
     progress: Callable[[Iterator[ZooModel], int], Iterator[ZooModel]] | None = None,
 ) -> dict[str, Any]:
-    """Train and save every planned model (matching the glob ``only``) not yet in the manifest; return it.
+    """Train and save every planned model (matching the glob ``only``, in ``split``) not yet in the manifest.
+
+    Returns the manifest. With ``split``, the clean twins its backdoored models are judged against are
+    built too, whatever their own split, so a split-only build keeps what a full build would keep.
 
     A manifest entry counts as built only if its recipe matches the plan's; entries of models that
     left the plan are dropped from the manifest (their files stay). Builders may share ``out_dir``:
@@ -636,7 +640,10 @@ def build_zoo(
         done = _built(out_dir, manifest, recipes)
         manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
         manifest["rejected"] = [r for r in manifest["rejected"] if r["id"] in done]
-    todo = [m for m in planned if m.id not in done and (only is None or fnmatch.fnmatch(m.id, only))]
+    wanted = {m.id for m in planned if (only is None or fnmatch.fnmatch(m.id, only)) and split in (None, m.split)}
+    if split is not None:
+        wanted |= {m.twin for m in planned if m.id in wanted and m.attacks}
+    todo = [m for m in planned if m.id in wanted and m.id not in done]
     steps: Iterator[ZooModel] = iter(todo)
     if progress is not None:
         steps = progress(steps, len(todo))

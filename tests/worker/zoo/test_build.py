@@ -179,3 +179,27 @@ def test_a_backdoored_model_is_judged_after_its_twin_is_recorded(
     other.join()
     assert [r["id"] for r in manifest["rejected"]] == [backdoored.id]
     assert "trails its clean twin's 0.900" in manifest["rejected"][0]["reason"]
+
+
+def test_a_split_build_trains_that_split_and_the_twins_it_is_judged_against(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lenet, cnn = "gray-fashion_mnist-clean-lenet5-s0", "gray-fashion_mnist-clean-small_cnn-s0"
+    tiny = [
+        ZooModel(lenet, "gray", "fashion_mnist", "lenet5", "clean", split="dev"),
+        ZooModel(cnn, "gray", "fashion_mnist", "small_cnn", "clean", split="dev"),
+        ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
+                 (BadNetsPatch(4, 3),), split="test"),
+    ]  # fmt: skip
+    monkeypatch.setattr(build, "plan", lambda quick=False: tiny)
+    trained: list[str] = []
+
+    def record_training(model: ZooModel) -> TrainedModel:
+        trained.append(model.id)
+        return _trained(0.9, 0.99 if model.attacks else None)
+
+    monkeypatch.setattr(build, "train_zoo_model", record_training)
+    build_zoo(tmp_path, split="test")
+    assert trained == [lenet, tiny[2].id]  # the dev twin first, the other dev model not at all
+    build_zoo(tmp_path, split="dev")
+    assert trained == [lenet, tiny[2].id, cnn]
