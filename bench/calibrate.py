@@ -34,10 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE, input_kind
 from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
 
-KINDS = ("gray", "colour")  # the keys of the scorer's EVIDENCE_CENTRES
+KINDS = tuple(EVIDENCE_CENTRES)  # the input kinds the scorer calibrates separately
 SLOPES = (1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -233,7 +234,6 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
 
     from bench.detection import run_detectors
     from worker.detectors.base import get_detector
-    from worker.scoring.score import input_kind
     from worker.zoo.build import read_manifest
 
     if threads:
@@ -277,7 +277,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     from worker.scoring.config import ScoringConfig
-    from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE
 
     args = parse_args(argv)
     try:
