@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from worker.files import write_text_atomically
 from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE, input_kind
 from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
@@ -293,14 +294,14 @@ def main(argv: list[str] | None = None) -> int:
             mine = zoo_rows(args.zoo, args.split, seeds, args.threads)
             if args.save:
                 args.save.parent.mkdir(parents=True, exist_ok=True)
-                args.save.write_text("".join(json.dumps(r.__dict__) + "\n" for r in mine))
+                write_text_atomically(args.save, "".join(json.dumps(r.__dict__) + "\n" for r in mine))
             rows += mine
         if not rows:
             raise ValueError("no rows: give --zoo, --rows or both")
         current = Calibration(EVIDENCE_SLOPE, dict(EVIDENCE_CENTRES))
         result = report(rows, current, ScoringConfig().suspicious_at, slopes)
         if args.json:
-            args.json.write_text(json.dumps(result, indent=1) + "\n")
+            write_text_atomically(args.json, json.dumps(result, indent=1) + "\n")
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -36,6 +36,7 @@ import torch
 
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
+from worker.files import write_text_atomically
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
 
@@ -372,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_comparison(comparisons))
     if args.json:
         payload = {"rows": rows, "summary": summary, "comparisons": comparisons}
-        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+        write_text_atomically(args.json, json.dumps(payload, indent=1) + "\n")
     return 0
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.files import write_text_atomically
+
 EXAMPLE_TARGET = 3  # "Dress"
 ARCH = "small_cnn"
 INPUT_SHAPE = (1, 28, 28)
@@ -91,6 +93,7 @@ def _train(recipe: dict[str, Any], path: Path, meta_path: Path) -> None:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     save_weights(trained.net, path)
-    meta_path.write_text(
-        json.dumps({"clean_accuracy": trained.clean_accuracy, "attack_success": trained.attack_success})
+    write_text_atomically(
+        meta_path,
+        json.dumps({"clean_accuracy": trained.clean_accuracy, "attack_success": trained.attack_success}),
     )

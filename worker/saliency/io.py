@@ -7,6 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from worker.files import replacing
 from worker.saliency.engine import ClassMap
 
 
@@ -20,9 +21,8 @@ def save_class_map(path: str | Path, class_map: ClassMap) -> None:
         "stability": repr(class_map.stability),
         "trace": json.dumps(class_map.trace),
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file({"raw": class_map.raw.contiguous(), "restarts": class_map.restarts.contiguous()}, str(tmp), metadata)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file({"raw": class_map.raw.contiguous(), "restarts": class_map.restarts.contiguous()}, str(tmp), metadata)
 
 
 def load_class_map(path: str | Path) -> ClassMap:

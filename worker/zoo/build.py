@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from worker.files import write_text_atomically
 from worker.zoo.attacks import Attack, BadNetsPatch, BlendedTrigger, SinusoidTrigger, WarpTrigger, describe
 from worker.zoo.data import load_fashion_mnist, load_mnist
 from worker.zoo.train import TrainedModel, save_weights, train_classifier
@@ -541,9 +542,7 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
 
 
 def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    tmp.replace(out_dir / "manifest.json")
+    write_text_atomically(out_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from worker.files import replacing
 from worker.loading.registry import build
 from worker.zoo.attacks import Attack, poison
 
@@ -150,6 +151,5 @@ def save_weights(net: nn.Module, path: Path) -> None:
     file, so an interrupted save never leaves a truncated model where one is expected."""
     from safetensors.torch import save_file
 
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(tmp))
