@@ -116,6 +116,9 @@ def held_out_cross_entropy(rows: Sequence[Row], slope: float, group: Callable[[R
 def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slopes: Sequence[float]) -> dict[str, Any]:
     """Every slope's fit and held-out cross-entropy, the current constants, and the threshold check."""
     builds = sorted({r.zoo for r in rows})
+    held_out = "leave_one_build_out" if len(builds) > 1 else "leave_one_model_out"
+    held_out_group: Callable[[Row], str] = (lambda r: r.zoo) if len(builds) > 1 else (lambda r: r.model)
+    kinds = [kind for kind in KINDS if any(r.kind == kind for r in rows)]
     fits: list[dict[str, Any]] = []
     for slope in slopes:
         calibration = fit(rows, slope)
@@ -128,9 +131,14 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
                 "leave_one_build_out": (
                     held_out_cross_entropy(rows, slope, lambda r: r.zoo) if len(builds) > 1 else None
                 ),
+                # each kind's centre is fitted on that kind's rows alone, so its held-out cross-entropy
+                # is the one its rows get here: what each kind would choose if it had its own slope
+                "held_out_by_kind": {
+                    kind: held_out_cross_entropy([r for r in rows if r.kind == kind], slope, held_out_group)
+                    for kind in kinds
+                },
             }
         )
-    held_out = "leave_one_build_out" if len(builds) > 1 else "leave_one_model_out"
     best = min(fits, key=lambda f: f[held_out])
     return {
         "rows": len(rows),
@@ -146,6 +154,7 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
         "fits": fits,
         "chosen_by": held_out,
         "best": best,
+        "best_slope_by_kind": {kind: min(fits, key=lambda f: f["held_out_by_kind"][kind])["slope"] for kind in kinds},
         "current": {
             "slope": current.slope,
             "centres": current.centres,
@@ -180,14 +189,16 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['rows']} rows (backdoored/clean: {kinds}) from {len(result['builds'])} zoo build(s), "
         f"{len(result['detector_keys'])} detector key(s)",
         "",
-        "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out |",
-        "|---|---|---|---|---|---|",
+        "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out "
+        "| held out, gray | held out, colour |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f in result["fits"]:
         build = "n/a" if f["leave_one_build_out"] is None else f"{f['leave_one_build_out']:.3f}"
+        by_kind = " | ".join(_number(f["held_out_by_kind"].get(kind)) for kind in KINDS)
         lines.append(
             f"| {f['slope']:g} | {_centre(f['centres'], 'gray')} | {_centre(f['centres'], 'colour')} | "
-            f"{f['cross_entropy']:.3f} | {f['leave_one_model_out']:.3f} | {build} |"
+            f"{f['cross_entropy']:.3f} | {f['leave_one_model_out']:.3f} | {build} | {by_kind} |"
         )
     current, best = result["current"], result["best"]
     lines += [
@@ -196,6 +207,8 @@ def format_report(result: dict[str, Any]) -> str:
         f"colour {_centre(current['centres'], 'colour')}): CE {current['cross_entropy']:.3f}",
         f"best by {result['chosen_by'].replace('_', ' ')}: slope {best['slope']:g}, "
         f"gray {_centre(best['centres'], 'gray')}, colour {_centre(best['centres'], 'colour')}",
+        "with a slope per kind (held out as above): "
+        + ", ".join(f"{kind} {slope:g}" for kind, slope in result["best_slope_by_kind"].items()),
         "",
         "| calibration | kind | evidence line | clean flagged | detected | largest clean |",
         "|---|---|---|---|---|---|",
@@ -211,6 +224,10 @@ def format_report(result: dict[str, Any]) -> str:
 
 def _centre(centres: dict[str, float], kind: str) -> str:
     return f"{centres[kind]:.2f}" if kind in centres else "n/a"
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def read_rows(path: Path) -> list[Row]:

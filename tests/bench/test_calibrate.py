@@ -78,6 +78,21 @@ def test_leaving_one_build_out_needs_two_builds() -> None:
     assert result["builds"] == {"z1": 12, "z2": 12}
 
 
+def test_each_kind_reports_the_slope_its_own_held_out_rows_prefer() -> None:
+    current = Calibration(slope=1.5, centres={"gray": 4.0, "colour": 8.0})
+    rows = []
+    for kind, centre, slope, seed in (("gray", 4.0, 1.0, 2), ("colour", 8.0, 3.0, 3)):
+        evidence, labels = _synthetic(centre=centre, slope=slope, n=1200, seed=seed)
+        rows += [
+            Row(zoo=f"z{i % 2}", model=f"{kind}-{i}", seed=0, kind=kind, backdoored=bool(y), evidence=float(e),
+                detector_key="k")
+            for i, (e, y) in enumerate(zip(evidence, labels, strict=True))
+        ]  # fmt: skip
+    result = report(rows, current, 0.85, [1.0, 3.0])
+    assert result["best_slope_by_kind"] == {"gray": 1.0, "colour": 3.0}
+    assert all(set(f["held_out_by_kind"]) == {"gray", "colour"} for f in result["fits"])
+
+
 def test_the_command_fits_saved_rows_and_writes_a_json_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS))
