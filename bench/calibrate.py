@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from worker.files import write_text_atomically
+from worker.files import check_writable, write_text_atomically
 from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE, input_kind
 from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
@@ -304,13 +304,17 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("slopes must be positive")
         if args.threads is not None and args.threads < 1:
             raise ValueError("--threads must be at least 1")
+        if args.save:
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+        for output in (args.save, args.json):
+            if output:
+                check_writable(output)
         rows = [row for path in args.rows for row in read_rows(path)]
         if args.zoo is not None:
             if not (args.zoo / "manifest.json").is_file():
                 raise ValueError(f"{args.zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build`")
             mine = zoo_rows(args.zoo, args.split, seeds, args.threads)
             if args.save:
-                args.save.parent.mkdir(parents=True, exist_ok=True)
                 write_text_atomically(args.save, "".join(json.dumps(r.__dict__) + "\n" for r in mine))
             rows += mine
         if not rows:

@@ -36,7 +36,7 @@ import torch
 
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
-from worker.files import write_text_atomically
+from worker.files import check_writable, write_text_atomically
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
 
@@ -328,13 +328,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
+        if args.threads is not None and args.threads < 1:
+            raise ValueError("--threads must be at least 1")
         device = str(resolve_device(args.device))
+        if args.json:
+            check_writable(args.json)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
     zoo = args.zoo or (QUICK_ZOO if args.quick else DEFAULT_ZOO)
     if args.quick and not (zoo / "manifest.json").is_file():
         build_zoo(zoo, quick=True)

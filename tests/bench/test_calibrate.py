@@ -135,4 +135,7 @@ def test_bad_options_and_an_unwritable_report_are_refused(tmp_path: Path, capsys
     assert main(["--rows", str(rows), "--slopes", "-1"]) == 2
     assert "slopes must be positive" in capsys.readouterr().err
     assert main(["--rows", str(rows), "--json", str(tmp_path / "missing" / "report.json")]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert "cannot write" in capsys.readouterr().err
+    # checked before any row is computed: the zoo is not even looked at
+    assert main(["--zoo", str(tmp_path / "no-zoo"), "--json", str(tmp_path / "missing" / "report.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
