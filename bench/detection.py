@@ -329,11 +329,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        # every option is checked before the zoo is built or a model is loaded
         if args.threads is not None and args.threads < 1:
             raise ValueError("--threads must be at least 1")
         device = str(resolve_device(args.device))
         if args.json:
             check_writable(args.json)
+        names = args.detectors.split(",") if args.detectors else available()
+        unknown = sorted(set(names) - set(available()))
+        if unknown:
+            raise ValueError(f"unknown detectors {unknown}; available: {', '.join(available())}")
+        detectors = [
+            get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names
+        ]
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -346,11 +354,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build --out {zoo}`",
               file=sys.stderr)  # fmt: skip
         return 2
-    names = args.detectors.split(",") if args.detectors else available()
-    unknown = sorted(set(names) - set(available()))
-    if unknown:
-        print(f"error: unknown detectors {unknown}; available: {', '.join(available())}", file=sys.stderr)
-        return 2
     manifest = read_manifest(zoo)
     entries = [m for m in manifest["models"] if args.split in ("all", m["split"])]
     if args.only:
@@ -358,7 +361,6 @@ def main(argv: list[str] | None = None) -> int:
     if not entries:
         print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
         return 2
-    detectors = [get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names]
     rows = run_detectors(
         zoo,
         entries,

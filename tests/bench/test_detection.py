@@ -128,13 +128,15 @@ def test_cuda_without_a_gpu_is_refused_before_any_work(capsys: pytest.CaptureFix
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_threads_and_an_unwritable_report_are_refused_before_any_work(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
+def test_bad_options_are_refused_before_any_work(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from bench.detection import main
 
     assert main(["--threads", "0", "--zoo", str(tmp_path)]) == 2
     assert "--threads must be at least 1" in capsys.readouterr().err
     assert main(["--quick", "--zoo", str(tmp_path), "--json", str(tmp_path / "missing" / "bench.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == [], "the quick zoo must not be built for a run that cannot report"
+    assert main(["--quick", "--zoo", str(tmp_path), "--detectors", "agnostic,strip"]) == 2
+    assert "unknown detectors ['strip']" in capsys.readouterr().err
+    assert main(["--quick", "--zoo", str(tmp_path), "--config", '{"saliency": {"iteration": 5}}']) == 2
+    assert "unknown saliency config keys: iteration" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [], "the quick zoo must not be built for a run that is refused"
