@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train the zoo into DIR: models/<id>.safetensors and manifest.json with the ground truth. "
         "An interrupted build resumes where it stopped, and builders may share DIR, each skipping the models "
         "another is training: on two CPU cores, two builders with --threads 1 side by side build the full zoo "
-        "in 35-100 minutes, by machine and load (63-186 CPU-minutes, measured); --quick (six small models) "
+        "in 30-100 minutes, by machine and load (50-186 CPU-minutes, measured); --quick (six small models) "
         "takes a few minutes.",
     )
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo folder (created if missing)")
