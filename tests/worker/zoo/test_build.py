@@ -35,6 +35,8 @@ def test_full_plan_has_twins_splits_and_enough_test_models() -> None:
     dev = [m for m in models if m.split == "dev"]
     assert sum(m.family != "clean" for m in dev) >= 25 and sum(m.family == "clean" for m in dev) >= 25
     assert {m.family for m in models if m.split == "dev"} == {m.family for m in models if m.split == "test"}
+    for part in ("gray", "rgb"):  # spread triggers can be studied on dev in both parts
+        assert {"blended", "sig"} <= {m.family for m in dev if m.part == part}
     assert Counter(m.part for m in models)["rgb"] >= 12
 
 
