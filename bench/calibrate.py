@@ -304,15 +304,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("slopes must be positive")
         if args.threads is not None and args.threads < 1:
             raise ValueError("--threads must be at least 1")
-        if args.save:
-            args.save.parent.mkdir(parents=True, exist_ok=True)
-        for output in (args.save, args.json):
-            if output:
-                check_writable(output)
+        if args.zoo is not None and not (args.zoo / "manifest.json").is_file():
+            raise ValueError(f"{args.zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build`")
+        if args.json:
+            check_writable(args.json)
         rows = [row for path in args.rows for row in read_rows(path)]
+        if args.save:  # its folder is created only once every input has been checked
+            args.save.parent.mkdir(parents=True, exist_ok=True)
+            check_writable(args.save)
         if args.zoo is not None:
-            if not (args.zoo / "manifest.json").is_file():
-                raise ValueError(f"{args.zoo / 'manifest.json'} not found; build it with `backdoor-audit zoo build`")
             mine = zoo_rows(args.zoo, args.split, seeds, args.threads)
             if args.save:
                 write_text_atomically(args.save, "".join(json.dumps(r.__dict__) + "\n" for r in mine))

@@ -136,6 +136,7 @@ def test_bad_options_and_an_unwritable_report_are_refused(tmp_path: Path, capsys
     assert "slopes must be positive" in capsys.readouterr().err
     assert main(["--rows", str(rows), "--json", str(tmp_path / "missing" / "report.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
-    # checked before any row is computed: the zoo is not even looked at
-    assert main(["--zoo", str(tmp_path / "no-zoo"), "--json", str(tmp_path / "missing" / "report.json")]) == 2
-    assert "cannot write" in capsys.readouterr().err
+    # a refused run creates no --save folder
+    assert main(["--zoo", str(tmp_path / "no-zoo"), "--save", str(tmp_path / "saved" / "rows.jsonl")]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
+    assert not (tmp_path / "saved").exists()
