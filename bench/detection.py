@@ -39,6 +39,7 @@ from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.files import check_writable, write_text_atomically
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
+from worker.zoo.provenance import build_hash
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
@@ -371,14 +372,16 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
     )
     summary = summarise(rows)
-    print(f"zoo {zoo} split {args.split}: {len(entries)} models, detectors {', '.join(names)}, seed {args.seed}")
+    build = build_hash(manifest["models"])
+    print(f"zoo {zoo} (build {build}) split {args.split}: {len(entries)} models, "
+          f"detectors {', '.join(names)}, seed {args.seed}")  # fmt: skip
     print(format_table(summary))
     comparisons = compare(rows)
     if comparisons:
         print()
         print(format_comparison(comparisons))
     if args.json:
-        payload = {"rows": rows, "summary": summary, "comparisons": comparisons}
+        payload = {"zoo_build": build, "rows": rows, "summary": summary, "comparisons": comparisons}
         write_text_atomically(args.json, json.dumps(payload, indent=1) + "\n")
     return 0
 

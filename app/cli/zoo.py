@@ -43,6 +43,7 @@ def run_build(args: argparse.Namespace) -> int:
 
     from worker.zoo.build import build_zoo, plan
     from worker.zoo.data import DatasetError
+    from worker.zoo.provenance import build_hash
 
     if args.threads is not None:
         if args.threads < 1:
@@ -69,5 +70,6 @@ def run_build(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"{exc}; remove the folder or pick another --out") from exc
     kept, rejected = len(manifest["models"]), len(manifest["rejected"])
-    print(f"{kept} models in {args.out / 'manifest.json'} ({rejected} backdoored models rejected)")
+    build = build_hash(manifest["models"])
+    print(f"{kept} models in {args.out / 'manifest.json'}, build {build} ({rejected} backdoored models rejected)")
     return 0

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from worker.zoo.provenance import build_hash
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +23,12 @@ def test_quick_benchmark_runs_every_detector_and_prints_the_table(tmp_path: Path
     result = subprocess.run([*command, "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-2000:]
     print(result.stdout)  # the figures, in the CI log
-    summary = json.loads(out.read_text())["summary"]
+    payload = json.loads(out.read_text())
+    summary = payload["summary"]
+    # the run names the weights it measured: the hash of the quick zoo's files, also in the header
+    manifest = json.loads((tmp_path / "zoo" / "manifest.json").read_text())
+    assert payload["zoo_build"] == build_hash(manifest["models"])
+    assert f"(build {payload['zoo_build']})" in result.stdout
     for detector in ("agnostic", "mmbd", "neural-cleanse"):
         assert f"| {detector} | overall |" in result.stdout, result.stdout
         rows = [row for row in summary if row["detector"] == detector and row["group"] == "overall"]

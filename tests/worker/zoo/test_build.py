@@ -90,6 +90,7 @@ def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytes
     assert backdoored["target_classes"] == [4] and backdoored["attacks"][0]["family"] == "badnets"
     assert backdoored["twin"] == clean["id"] and backdoored["split"] == "dev"
     assert backdoored["input_shape"] == [1, 28, 28] and backdoored["mean"] is None
+    assert clean["trained_on"]["torch"] == torch.__version__ and clean["trained_on"]["cpu_capability"]
     weights = load_file(str(tmp_path / backdoored["path"]))
     registry.build("lenet5", num_classes=10, in_channels=1).load_state_dict(weights, strict=True)
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
