@@ -9,7 +9,8 @@ constants at the top of ``worker/scoring/score.py``. For each slope of a grid th
 centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
-a new one, which is the question a centre fitted on one build's luck cannot answer. Beside them: the
+a new one, which is the question a centre fitted on one build's luck cannot answer (rows that repeat
+an earlier build's exactly, the same weights trained again, are dropped first). Beside them: the
 current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
 above ``suspicious_at``).
 
@@ -22,7 +23,6 @@ whose detector key differs come from different scorer code, and the report count
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import sys
@@ -188,6 +188,13 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"{result['rows']} rows (backdoored/clean: {kinds}) from {len(result['builds'])} zoo build(s), "
         f"{len(result['detector_keys'])} detector key(s)",
+    ]
+    if result.get("repeated_rows_dropped"):
+        lines.append(
+            f"{result['repeated_rows_dropped']} rows dropped: they repeat an earlier build's row exactly "
+            "(the same weights trained again), and would leak into leave-one-build-out"
+        )
+    lines += [
         "",
         "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out "
         "| held out, gray | held out, colour |",
@@ -230,6 +237,23 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def drop_repeated_weights(rows: Sequence[Row]) -> tuple[list[Row], int]:
+    """The rows without those that repeat an earlier build's row of the same model, seed and detector
+    with the very same evidence, and how many were dropped.
+
+    Such a row comes from the same weights trained again: a build on the same kind of machine can be
+    bit-identical to an earlier one (BENCHMARKS.md, "The zoo"), and its rows counted as a new build
+    would let leave-one-build-out fit on the very models it holds out.
+    """
+    first_build: dict[tuple[str, int, str, float], str] = {}
+    kept = []
+    for row in rows:
+        build = first_build.setdefault((row.model, row.seed, row.detector_key, row.evidence), row.zoo)
+        if build == row.zoo:
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
 def read_rows(path: Path) -> list[Row]:
     """Rows saved by ``--save``; raises ValueError naming the line of a malformed one."""
     rows = []
@@ -253,6 +277,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
     from bench.detection import run_detectors
     from worker.detectors.base import get_detector
     from worker.zoo.build import read_manifest
+    from worker.zoo.provenance import build_hash
 
     if threads:
         torch.set_num_threads(threads)
@@ -260,7 +285,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
     entries = [m for m in models if split in ("all", m["split"])]
     if not entries:
         raise ValueError(f"no models in {zoo} for split {split!r}")
-    build = hashlib.sha256("".join(sorted(m["sha256"] for m in models)).encode()).hexdigest()[:12]
+    build = build_hash(models)
     shapes = {m["id"]: m["input_shape"] for m in entries}
     cache = zoo / "bench-results.jsonl"
     rows = []
@@ -319,8 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += mine
         if not rows:
             raise ValueError("no rows: give --zoo, --rows or both")
+        rows, repeated = drop_repeated_weights(rows)
         current = Calibration(EVIDENCE_SLOPE, dict(EVIDENCE_CENTRES))
-        result = report(rows, current, ScoringConfig().suspicious_at, slopes)
+        result = {**report(rows, current, ScoringConfig().suspicious_at, slopes), "repeated_rows_dropped": repeated}
         if args.json:
             write_text_atomically(args.json, json.dumps(result, indent=1) + "\n")
     except (OSError, ValueError) as exc:

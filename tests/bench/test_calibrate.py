@@ -9,7 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.calibrate import Calibration, Row, fit, fit_centre, held_out_cross_entropy, main, report, threshold_check
+from bench.calibrate import (
+    Calibration,
+    Row,
+    drop_repeated_weights,
+    fit,
+    fit_centre,
+    held_out_cross_entropy,
+    main,
+    report,
+    threshold_check,
+)
 
 
 def _synthetic(centre: float, slope: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +86,30 @@ def test_leaving_one_build_out_needs_two_builds() -> None:
     assert result["chosen_by"] == "leave_one_build_out"
     assert all(f["leave_one_build_out"] is not None for f in result["fits"])
     assert result["builds"] == {"z1": 12, "z2": 12}
+
+
+def test_rows_of_the_same_weights_trained_again_count_once() -> None:
+    # a rebuild on the same kind of machine: the same models give the same evidence bit for bit, plus
+    # one model that is new in it and one whose weights came out different
+    again = [Row(**{**asdict(r), "zoo": "z2"}) for r in ROWS]
+    new = Row(**{**asdict(ROWS[0]), "zoo": "z2", "model": "gray-new"})
+    retrained = Row(**{**asdict(ROWS[1]), "zoo": "z2", "evidence": ROWS[1].evidence + 1e-9})
+    kept, dropped = drop_repeated_weights(ROWS + again[2:] + [new, retrained])
+    assert dropped == len(ROWS) - 2
+    assert kept == [*ROWS, new, retrained]
+    other_seed = Row(**{**asdict(ROWS[0]), "zoo": "z2", "seed": 1})
+    assert drop_repeated_weights([ROWS[0], other_seed]) == ([ROWS[0], other_seed], 0)
+
+
+def test_the_command_drops_a_repeated_build_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    first, second = tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"
+    first.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS))
+    second.write_text("".join(json.dumps({**asdict(r), "zoo": "z2"}) + "\n" for r in ROWS))
+    assert main(["--rows", str(first), str(second), "--slopes", "1.5", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "12 rows" in out and "from 1 zoo build(s)" in out
+    assert "12 rows dropped: they repeat an earlier build's row exactly" in out
+    assert json.loads((tmp_path / "r.json").read_text())["repeated_rows_dropped"] == 12
 
 
 def test_each_kind_reports_the_slope_its_own_held_out_rows_prefer() -> None:
