@@ -9,14 +9,14 @@ constants at the top of ``worker/scoring/score.py``. For each slope of a grid th
 centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
-a new one, which is the question a centre fitted on one build's luck cannot answer (rows that repeat
-an earlier build's exactly, the same weights trained again, are dropped first). Beside them: the
+a new one, which is the question a centre fitted on one build's luck cannot answer (rows of weights an
+earlier build already holds, the same sha256 trained again, are dropped first). Beside them: the
 current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
 above ``suspicious_at``).
 
 Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
 saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
-pooled with this one. A row is {zoo, model, seed, kind, backdoored, evidence, detector_key}; rows
+pooled with this one. A row is {zoo, model, seed, kind, backdoored, evidence, detector_key, sha256}; rows
 whose detector key differs come from different scorer code, and the report counts them per key.
 """
 
@@ -52,6 +52,7 @@ class Row:
     backdoored: bool
     evidence: float  # the model's largest class evidence
     detector_key: str
+    sha256: str | None = None  # of the model's weights file; rows saved before it was recorded have none
 
 
 @dataclass(frozen=True)
@@ -191,8 +192,8 @@ def format_report(result: dict[str, Any]) -> str:
     ]
     if result.get("repeated_rows_dropped"):
         lines.append(
-            f"{result['repeated_rows_dropped']} rows dropped: they repeat an earlier build's row exactly "
-            "(the same weights trained again), and would leak into leave-one-build-out"
+            f"{result['repeated_rows_dropped']} rows dropped: their weights (sha256) repeat an earlier build's, "
+            "and would leak into leave-one-build-out"
         )
     lines += [
         "",
@@ -238,18 +239,18 @@ def _number(value: float | None) -> str:
 
 
 def drop_repeated_weights(rows: Sequence[Row]) -> tuple[list[Row], int]:
-    """The rows without those that repeat an earlier build's row of the same model, seed and detector
-    with the very same evidence, and how many were dropped.
+    """The rows without those that repeat an earlier build's row of the same weights (sha256), seed and
+    detector, and how many were dropped.
 
-    Such a row comes from the same weights trained again: a build on the same kind of machine can be
-    bit-identical to an earlier one (BENCHMARKS.md, "The zoo"), and its rows counted as a new build
-    would let leave-one-build-out fit on the very models it holds out.
+    A build on the same kind of machine can be bit-identical to an earlier one (BENCHMARKS.md, "The
+    zoo"); its rows counted as a new build would let leave-one-build-out fit on the very models it
+    holds out. Evidence alone cannot tell: models at the margin cap share it exactly. Rows without a
+    sha256 are kept.
     """
-    first_build: dict[tuple[str, int, str, float], str] = {}
+    first_build: dict[tuple[str, int, str], str] = {}
     kept = []
     for row in rows:
-        build = first_build.setdefault((row.model, row.seed, row.detector_key, row.evidence), row.zoo)
-        if build == row.zoo:
+        if row.sha256 is None or first_build.setdefault((row.sha256, row.seed, row.detector_key), row.zoo) == row.zoo:
             kept.append(row)
     return kept, len(rows) - len(kept)
 
@@ -300,6 +301,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
                     backdoored=bool(r["backdoored"]),
                     evidence=max(r["class_scores"]),
                     detector_key=r["detector_key"],
+                    sha256=r["sha256"],
                 )
             )
     return rows

@@ -88,27 +88,35 @@ def test_leaving_one_build_out_needs_two_builds() -> None:
     assert result["builds"] == {"z1": 12, "z2": 12}
 
 
+def _weights(rows: list[Row], zoo: str) -> list[Row]:
+    """The rows as a build that trained each model to the same file (sha256 from the model's name) saved them."""
+    return [Row(**{**asdict(r), "zoo": zoo, "sha256": f"sha-{r.model}"}) for r in rows]
+
+
 def test_rows_of_the_same_weights_trained_again_count_once() -> None:
-    # a rebuild on the same kind of machine: the same models give the same evidence bit for bit, plus
-    # one model that is new in it and one whose weights came out different
-    again = [Row(**{**asdict(r), "zoo": "z2"}) for r in ROWS]
-    new = Row(**{**asdict(ROWS[0]), "zoo": "z2", "model": "gray-new"})
-    retrained = Row(**{**asdict(ROWS[1]), "zoo": "z2", "evidence": ROWS[1].evidence + 1e-9})
-    kept, dropped = drop_repeated_weights(ROWS + again[2:] + [new, retrained])
+    first = _weights(ROWS, "z1")
+    # a rebuild on the same kind of machine: the same files again, one new model, one retrained to
+    # other weights that happen to give the same (capped) evidence
+    again = _weights(ROWS[2:], "z2")
+    new = Row(**{**asdict(first[0]), "zoo": "z2", "model": "gray-new", "sha256": "sha-new"})
+    retrained = Row(**{**asdict(first[1]), "zoo": "z2", "sha256": "sha-other"})
+    kept, dropped = drop_repeated_weights(first + again + [new, retrained])
     assert dropped == len(ROWS) - 2
-    assert kept == [*ROWS, new, retrained]
-    other_seed = Row(**{**asdict(ROWS[0]), "zoo": "z2", "seed": 1})
-    assert drop_repeated_weights([ROWS[0], other_seed]) == ([ROWS[0], other_seed], 0)
+    assert kept == [*first, new, retrained]
+    other_seed = Row(**{**asdict(first[0]), "zoo": "z2", "seed": 1})
+    assert drop_repeated_weights([first[0], other_seed]) == ([first[0], other_seed], 0)
+    unknown = [Row(**{**asdict(r), "zoo": "z2"}) for r in ROWS]  # saved before rows carried a sha256
+    assert drop_repeated_weights(ROWS + unknown) == (ROWS + unknown, 0)
 
 
 def test_the_command_drops_a_repeated_build_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     first, second = tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"
-    first.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS))
-    second.write_text("".join(json.dumps({**asdict(r), "zoo": "z2"}) + "\n" for r in ROWS))
+    first.write_text("".join(json.dumps(asdict(r)) + "\n" for r in _weights(ROWS, "z1")))
+    second.write_text("".join(json.dumps(asdict(r)) + "\n" for r in _weights(ROWS, "z2")))
     assert main(["--rows", str(first), str(second), "--slopes", "1.5", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "12 rows" in out and "from 1 zoo build(s)" in out
-    assert "12 rows dropped: they repeat an earlier build's row exactly" in out
+    assert "12 rows dropped: their weights (sha256) repeat an earlier build's" in out
     assert json.loads((tmp_path / "r.json").read_text())["repeated_rows_dropped"] == 12
 
 
