@@ -39,7 +39,7 @@ from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.files import check_writable, write_text_atomically
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
-from worker.zoo.provenance import build_hash
+from worker.zoo.provenance import build_hash, this_machine
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
@@ -381,7 +381,13 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(format_comparison(comparisons))
     if args.json:
-        payload = {"zoo_build": build, "rows": rows, "summary": summary, "comparisons": comparisons}
+        payload = {
+            "zoo_build": build,
+            "machine": this_machine(),
+            "rows": rows,
+            "summary": summary,
+            "comparisons": comparisons,
+        }
         write_text_atomically(args.json, json.dumps(payload, indent=1) + "\n")
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.zoo.provenance import build_hash
+from worker.zoo.provenance import build_hash, this_machine
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,6 +29,7 @@ def test_quick_benchmark_runs_every_detector_and_prints_the_table(tmp_path: Path
     manifest = json.loads((tmp_path / "zoo" / "manifest.json").read_text())
     assert payload["zoo_build"] == build_hash(manifest["models"])
     assert f"(build {payload['zoo_build']})" in result.stdout
+    assert payload["machine"]["cpu"] == this_machine()["cpu"]  # and the machine its seconds were measured on
     for detector in ("agnostic", "mmbd", "neural-cleanse"):
         assert f"| {detector} | overall |" in result.stdout, result.stdout
         rows = [row for row in summary if row["detector"] == detector and row["group"] == "overall"]

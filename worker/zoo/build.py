@@ -40,7 +40,7 @@ from torch import Tensor
 from worker.files import write_text_atomically
 from worker.zoo.attacks import Attack, BadNetsPatch, BlendedTrigger, SinusoidTrigger, WarpTrigger, describe
 from worker.zoo.data import load_fashion_mnist, load_mnist
-from worker.zoo.provenance import training_machine
+from worker.zoo.provenance import this_machine
 from worker.zoo.train import TrainedModel, save_weights, train_classifier
 
 MANIFEST_VERSION = 1
@@ -535,7 +535,7 @@ def manifest_entry(model: ZooModel, trained: TrainedModel, path: str, sha256: st
         "twin": None if not model.attacks else model.twin,
         "split": model.split,
         "train_seconds": round(trained.seconds, 1),
-        "trained_on": training_machine(),
+        "trained_on": this_machine(),
     }
 
 

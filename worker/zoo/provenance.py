@@ -4,7 +4,7 @@ The plan's recipes are seeded, but the same recipe trains to the same bits only 
 and CPU kernels: of three builds on this project's 2-core machines, the thirteenth and fifteenth
 sessions' are bit-identical and the fourteenth's differs (BENCHMARKS.md, "The zoo"). So each manifest
 entry records the machine that trained it, and the benchmarks name the build they measured by a hash
-of the weights themselves.
+of the weights themselves, and the machine they ran on (their seconds depend on it).
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def cpu_name(cpuinfo: Path = CPUINFO) -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def training_machine() -> dict[str, Any]:
-    """What decides the trained bits besides the recipe: torch's version, the CPU, the vector kernels
-    torch dispatches to on it (``AVX2``, ``AVX512``, ...) and the number of threads its reductions use."""
+def this_machine() -> dict[str, Any]:
+    """What decides trained bits besides the recipe, and a benchmark's seconds besides the code: torch's
+    version, the CPU, the vector kernels torch dispatches to on it (``AVX2``, ``AVX512``, ...) and the
+    number of threads its reductions use."""
     return {
         "torch": torch.__version__,
         "cpu": cpu_name(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from worker.zoo.provenance import build_hash, cpu_name, training_machine
+from worker.zoo.provenance import build_hash, cpu_name, this_machine
 
 
 def test_build_hash_names_the_set_of_weights_whatever_their_order() -> None:
@@ -25,8 +25,8 @@ def test_cpu_name_reads_proc_cpuinfo_and_falls_back(tmp_path: Path) -> None:
     assert cpu_name(tmp_path / "missing") != ""  # platform's answer, or "unknown"
 
 
-def test_training_machine_records_what_decides_the_bits() -> None:
-    machine = training_machine()
+def test_this_machine_records_what_decides_bits_and_seconds() -> None:
+    machine = this_machine()
     assert machine["torch"] == torch.__version__
     assert machine["threads"] == torch.get_num_threads()
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and machine["cpu"]
