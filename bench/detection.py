@@ -11,8 +11,9 @@ code, so an interrupted run resumes, a new detector costs only its own time and 
 
 Reported per group (overall, each part, each attack family with all clean models of the selection):
 AUROC of ``probability`` with its 95% bootstrap interval over models, and TPR at 5% FPR; the clean
-false-positive rate at the detector's default threshold (verdict not "clean"); target top-1 on the
-backdoored models it flagged; cross-entropy of ``probability``; median seconds per model.
+false-positive rate at the detector's default threshold (verdict not "clean") with its 95% Wilson
+interval; target top-1 on the backdoored models it flagged; cross-entropy of ``probability``; median
+seconds per model.
 
 Then our detector against each baseline on the same models (overall, each part): the AUROC
 difference with a paired bootstrap interval, and the median of the per-model time ratios.
@@ -222,13 +223,15 @@ def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     probabilities = [r["probability"] for r in rows]
     flagged = [r["verdict"] != "clean" for r in rows]
     detected = [r for r, flag in zip(rows, flagged, strict=True) if flag and r["backdoored"]]
+    clean_flags = [f for f, y in zip(flagged, labels, strict=True) if not y]
     return {
         "backdoored": sum(labels),
         "clean": len(labels) - sum(labels),
         "auroc": metrics.auroc(probabilities, labels),
         "auroc_interval": metrics.auroc_interval(probabilities, labels),
         "tpr_at_5_fpr": metrics.tpr_at_fpr(probabilities, labels, 0.05),
-        "clean_fpr": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if not y]),
+        "clean_fpr": metrics.flag_rate(clean_flags),
+        "clean_fpr_interval": metrics.flag_rate_interval(clean_flags),
         "detected": metrics.flag_rate([f for f, y in zip(flagged, labels, strict=True) if y]),
         "target_top1": metrics.target_top1(
             [r["suspected_classes"][0] for r in detected], [r["target_classes"] for r in detected]
@@ -275,6 +278,11 @@ def _number(value: float) -> str:
     return "n/a" if value != value else f"{value:.2f}"
 
 
+def _interval(bounds: tuple[float, float]) -> str:
+    low, high = bounds
+    return f" ({_number(low)}-{_number(high)})" if low == low else ""
+
+
 def format_comparison(comparisons: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per baseline and group."""
     header = "| ours vs | group | models | AUROC difference (95% CI) | median time ratio | ours faster on |"
@@ -290,15 +298,14 @@ def format_comparison(comparisons: list[dict[str, Any]]) -> str:
 
 def format_table(summary: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per detector and group."""
-    header = "| detector | group | bd/clean | AUROC (95% CI) | TPR@5%FPR | clean FPR | detected | target top-1 | CE |"
-    header += " median s |"
+    header = "| detector | group | bd/clean | AUROC (95% CI) | TPR@5%FPR | clean FPR (95% CI) | detected |"
+    header += " target top-1 | CE | median s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for s in summary:
-        low, high = s["auroc_interval"]
-        interval = f" ({_number(low)}-{_number(high)})" if low == low else ""
         lines.append(
-            f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | {_number(s['auroc'])}{interval} | "
-            f"{_number(s['tpr_at_5_fpr'])} | {_number(s['clean_fpr'])} | {_number(s['detected'])} | "
+            f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | "
+            f"{_number(s['auroc'])}{_interval(s['auroc_interval'])} | {_number(s['tpr_at_5_fpr'])} | "
+            f"{_number(s['clean_fpr'])}{_interval(s['clean_fpr_interval'])} | {_number(s['detected'])} | "
             f"{_number(s['target_top1'])} | {_number(s['cross_entropy'])} | {s['median_seconds']:.1f} |"
         )
     return "\n".join(lines)

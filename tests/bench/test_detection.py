@@ -44,6 +44,8 @@ def test_groups_pair_each_family_with_all_clean_models() -> None:
     assert badnets["auroc"] == pytest.approx(0.75)
     assert badnets["detected"] == 0.5 and badnets["target_top1"] == 1.0
     assert overall["clean_fpr"] == 0.5
+    low, high = overall["clean_fpr_interval"]
+    assert 0 < low < 0.5 < high < 1
     assert summary["wanet"]["auroc"] == 0.0 and summary["wanet"]["target_top1"] != summary["wanet"]["target_top1"]
     assert overall["median_seconds"] == 2.0
 
@@ -53,6 +55,7 @@ def test_table_has_a_row_per_group_and_prints_missing_values() -> None:
     lines = table.splitlines()
     assert len(lines) == 2 + 4
     assert "| d | wanet | 1/2 | 0.00 (0.00-0.00) |" in table and "n/a" in table
+    assert "| 0.50 (0.09-0.91) |" in table  # one of the two clean models flagged, with its interval
 
 
 def test_our_detector_is_compared_with_each_baseline_on_the_same_models() -> None:

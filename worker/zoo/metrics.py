@@ -115,6 +115,23 @@ def flag_rate(flags: Sequence[bool]) -> float:
     return float(np.mean(flags)) if len(flags) else float("nan")
 
 
+def flag_rate_interval(flags: Sequence[bool], z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% by default) of the flagged fraction; (NaN, NaN) for none.
+
+    A test split has a few tens of clean models, so its false-positive rate is a count: 0 of 32 is
+    consistent with a true rate up to 11%, and 2 of 32 with 2% to 20%. Wilson's interval stays inside
+    [0, 1] and keeps its coverage at counts of 0 or n, where the normal approximation collapses to a point.
+    """
+    n = len(flags)
+    if n == 0:
+        return float("nan"), float("nan")
+    rate = float(np.mean(flags))
+    spread = z * z / n
+    centre = (rate + spread / 2) / (1 + spread)
+    half = z * np.sqrt(rate * (1 - rate) / n + spread / (4 * n)) / (1 + spread)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def target_top1(suspected: Sequence[int], targets: Sequence[Sequence[int]]) -> float:
     """Fraction of models whose most suspected class is one of their true target classes; NaN for none."""
     if len(suspected) != len(targets):

@@ -13,6 +13,7 @@ from worker.zoo.metrics import (
     auroc_interval,
     cross_entropy,
     flag_rate,
+    flag_rate_interval,
     target_top1,
     tpr_at_fpr,
 )
@@ -50,6 +51,16 @@ def test_flag_rate_and_target_top1() -> None:
     assert math.isnan(target_top1([], []))
     with pytest.raises(ValueError):
         target_top1([1], [])
+
+
+def test_flag_rate_interval_matches_wilson_by_hand_and_stays_in_the_unit_interval() -> None:
+    # 2 of 32: centre (1/16 + 1.96^2/64) / (1 + 1.96^2/32), half-width from the same terms
+    low, high = flag_rate_interval([True] * 2 + [False] * 30)
+    assert (low, high) == (pytest.approx(0.0173, abs=1e-4), pytest.approx(0.2015, abs=1e-4))
+    low, high = flag_rate_interval([False] * 32)
+    assert low == 0.0 and high == pytest.approx(0.1072, abs=1e-4)  # none flagged still allows 11%
+    assert flag_rate_interval([True] * 5)[1] == 1.0
+    assert all(math.isnan(bound) for bound in flag_rate_interval([]))
 
 
 def test_auroc_interval_is_a_point_for_perfect_separation_and_needs_both_classes() -> None:
