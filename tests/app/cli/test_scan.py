@@ -47,6 +47,7 @@ def test_backdoored_model_is_flagged_with_its_target_first(badnets_checkpoint: E
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html
     assert "P(backdoored)" in result.stdout
+    assert "borderline" not in result.stderr  # its evidence is far above the line
 
 
 @pytest.mark.slow
@@ -55,6 +56,21 @@ def test_clean_twin_is_not_flagged(clean_checkpoint: ExampleModel, tmp_path: Pat
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert result.returncode == 0, (result.stdout, report["probability"], report["suspected_classes"])
     assert report["verdict"] == "clean" and report["suspected_classes"] == []
+
+
+@pytest.mark.slow
+def test_a_verdict_on_the_threshold_says_a_rescan_could_turn_it(clean_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    scan(*clean_checkpoint.cli_args(), "--out", str(tmp_path / "a"), "--config", json.dumps(FAST_AUDIT_CONFIG),
+                 cwd=tmp_path)  # fmt: skip
+    probability = json.loads((tmp_path / "a" / "report.json").read_text())["probability"]
+    # the same scan (same seed, same maps) with the suspicious threshold moved onto its probability
+    scoring = {"suspicious_at": probability, "backdoored_at": max(probability, 0.9)}
+    config = {**FAST_AUDIT_CONFIG, "scoring": scoring}
+    second = scan(*clean_checkpoint.cli_args(), "--out", str(tmp_path / "b"), "--config", json.dumps(config),
+                  cwd=tmp_path)  # fmt: skip
+    assert second.returncode == 1 and json.loads((tmp_path / "b" / "report.json").read_text())["verdict"] != "clean"
+    note = [line for line in second.stderr.splitlines() if line.startswith("note: borderline")]
+    assert len(note) == 1 and "--seed 1" in note[0], second.stderr
 
 
 class _Payload:
