@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "agnostic" and near_the_line(report["probability"], config.scoring.suspicious_at):
         print(
             f"note: borderline: P(backdoored)={report['probability']:.2f} is within one saliency seed's spread of "
-            f"the {config.scoring.suspicious_at:.2f} threshold; rescan with --seed 1 and --seed 2 before relying "
-            "on this verdict",
+            f"the {config.scoring.suspicious_at:.2f} threshold; rescan with --seed {args.seed + 1} and --seed "
+            f"{args.seed + 2} before relying on this verdict",
             file=sys.stderr,
         )
     return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
