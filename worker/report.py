@@ -15,6 +15,7 @@ from worker.detectors.base import Detection
 from worker.loading.types import LoadedModel
 from worker.saliency.engine import ClassMap
 from worker.saliency.render import heatmap, png_bytes, signed_visualisation
+from worker.scoring.borderline import near_the_line
 from worker.scoring.score import AuditScore
 
 SCHEMA_VERSION = 1
@@ -88,6 +89,7 @@ def build_report(
         method="agnostic",
         verdict=score.verdict,
         probability=score.probability,
+        borderline=near_the_line(score.probability, config.scoring.suspicious_at),
         suspected_classes=score.suspected_classes,
         classes=classes,
         thresholds={
@@ -128,6 +130,7 @@ def build_detection_report(*, loaded: LoadedModel, detection: Detection, seconds
         method=detection.method,
         verdict=detection.verdict,
         probability=detection.probability,
+        borderline=None,  # the seed spread was measured for our detector's evidence only
         suspected_classes=suspected,
         classes=classes,
         thresholds={},
@@ -143,6 +146,7 @@ def _envelope(
     method: str,
     verdict: str,
     probability: float,
+    borderline: bool | None,
     suspected_classes: list[int],
     classes: list[dict[str, Any]],
     thresholds: dict[str, float],
@@ -157,6 +161,7 @@ def _envelope(
         "method": method,
         "verdict": verdict,
         "probability": probability,
+        "borderline": borderline,
         "suspected_classes": suspected_classes,
         "model": {
             "sha256": loaded.sha256,

@@ -69,7 +69,6 @@ def run(args: argparse.Namespace) -> int:
     from worker.loading import load_checkpoint
     from worker.loading.types import CheckpointError, ModelSpec
     from worker.report import build_report, render_images
-    from worker.scoring.borderline import near_the_line
 
     try:
         config = AuditConfig.from_dict(args.config)
@@ -117,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         f"{report['verdict']}: P(backdoored)={report['probability']:.2f}, suspected classes: {suspects} "
         f"({report['seconds']:.1f} s, {args.method}) -> {args.out / 'report.html'}"
     )
-    if args.method == "agnostic" and near_the_line(report["probability"], config.scoring.suspicious_at):
+    if report["borderline"]:
         print(
             f"note: borderline: P(backdoored)={report['probability']:.2f} is within one saliency seed's spread of "
             f"the {config.scoring.suspicious_at:.2f} threshold; rescan with --seed {args.seed + 1} and --seed "

@@ -87,6 +87,7 @@ class ReportView:
     created_at: str | None
     tool: dict[str, Any]
     feature_names: list[str] = field(default_factory=list)
+    borderline: bool = False  # another saliency seed could turn the verdict (report["borderline"])
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -280,4 +281,5 @@ def build_report_view(
         created_at=report.get("created_at") if isinstance(report.get("created_at"), str) else None,
         tool=dict(report.get("tool") or {}),
         feature_names=feature_names,
+        borderline=report.get("borderline") is True,
     )

@@ -47,7 +47,7 @@ def test_backdoored_model_is_flagged_with_its_target_first(badnets_checkpoint: E
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html
     assert "P(backdoored)" in result.stdout
-    assert "borderline" not in result.stderr  # its evidence is far above the line
+    assert report["borderline"] is False and "borderline" not in result.stderr  # its evidence is far above the line
 
 
 @pytest.mark.slow
@@ -68,7 +68,8 @@ def test_a_verdict_on_the_threshold_says_a_rescan_could_turn_it(clean_checkpoint
     config = {**FAST_AUDIT_CONFIG, "scoring": scoring}
     second = scan(*clean_checkpoint.cli_args(), "--out", str(tmp_path / "b"), "--config", json.dumps(config),
                   cwd=tmp_path)  # fmt: skip
-    assert second.returncode == 1 and json.loads((tmp_path / "b" / "report.json").read_text())["verdict"] != "clean"
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert second.returncode == 1 and report["verdict"] != "clean" and report["borderline"] is True
     note = [line for line in second.stderr.splitlines() if line.startswith("note: borderline")]
     assert len(note) == 1 and "rescan with --seed 1 and --seed 2" in note[0], second.stderr  # seed 0 scanned
 
@@ -125,6 +126,7 @@ def test_second_opinions_write_the_same_contract(badnets_checkpoint: ExampleMode
     report = json.loads((tmp_path / "mmbd" / "report.json").read_text())
     assert result.returncode == (0 if report["verdict"] == "clean" else 1)
     assert report["method"] == "mmbd" and len(report["classes"]) == 10
+    assert report["borderline"] is None  # the seed spread is our detector's, not a baseline's
     assert report["classes"][0]["map_file"] is None and (tmp_path / "mmbd" / "report.html").is_file()
 
     missing = scan(

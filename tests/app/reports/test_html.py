@@ -90,6 +90,13 @@ def test_thousand_classes_stay_small_with_suspects_in_the_grid() -> None:
     assert len(set(rows) | {a["data-class-index"] for a in cards}) == 1000
 
 
+def test_a_borderline_verdict_says_so_in_the_banner() -> None:
+    report, images = make_report(verdict="suspicious", probability=0.87)
+    assert 'class="borderline"' not in render_report_html(report, images)  # older reports have no field
+    html = render_report_html({**report, "borderline": True}, images)
+    assert 'class="borderline"' in html and "another saliency seed could turn this verdict" in html
+
+
 def test_missing_images_and_clean_verdict_render_placeholders() -> None:
     report, _ = make_report(suspected=(), verdict="clean", probability=0.05)
     html = render_report_html(report, {})
