@@ -1,4 +1,5 @@
-"""Whether a verdict is one that another saliency seed could turn (``scan`` says so beside it).
+"""Whether a verdict is one that another saliency seed could turn: report.json's ``borderline``, which
+``scan`` notes on stderr and the report's and the dashboard's verdict banner show.
 
 Kept out of the scorer's own modules: the benchmark keys its cached results by a hash of the code the
 detector imports, and this advice does not change what the detector computes.
