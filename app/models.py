@@ -146,6 +146,9 @@ class Audit(Base):
         Enum(Verdict, name="verdict", native_enum=False, length=16), index=True
     )
     probability: Mapped[float | None] = mapped_column(Float)
+    # another saliency seed could turn the verdict (report.json's borderline); NULL while unfinished, for a
+    # detector without a measured seed spread, and for audits finished before this column existed
+    borderline: Mapped[bool | None] = mapped_column()
     suspected_classes: Mapped[list[int] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     device: Mapped[str | None] = mapped_column(String(32))
