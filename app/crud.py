@@ -145,6 +145,7 @@ def list_audits(
     team_id: uuid.UUID,
     status: AuditStatus | None = None,
     verdict: Verdict | None = None,
+    borderline: bool | None = None,
     skip: int = 0,
     limit: int = 100,
 ) -> tuple[Sequence[Audit], int]:
@@ -153,6 +154,8 @@ def list_audits(
         conditions.append(Audit.status == status)
     if verdict is not None:
         conditions.append(Audit.verdict == verdict)
+    if borderline is not None:  # either value leaves out the audits with NULL (unfinished, or older)
+        conditions.append(Audit.borderline == borderline)
     count = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
     rows = session.scalars(
         select(Audit).where(*conditions).order_by(Audit.created_at.desc(), Audit.id).offset(skip).limit(limit)
@@ -274,11 +277,13 @@ def complete_audit(
     audit_id: uuid.UUID,
     verdict: Verdict,
     probability: float,
+    borderline: bool | None,
     suspected_classes: list[int],
     class_scores: dict[int, tuple[float, bool]],
     finished_at: datetime | None = None,
 ) -> None:
-    """Record the verdict; ``class_scores`` maps class index -> (score, suspected)."""
+    """Record the verdict; ``class_scores`` maps class index -> (score, suspected), ``borderline`` is
+    report.json's (None where the detector has no measured seed spread)."""
     for result in list_class_results(session=session, audit_id=audit_id):
         if result.class_index in class_scores:
             result.score, result.suspected = class_scores[result.class_index]
@@ -289,6 +294,7 @@ def complete_audit(
             status=AuditStatus.succeeded,
             verdict=verdict,
             probability=probability,
+            borderline=borderline,
             suspected_classes=suspected_classes,
             error=None,
             finished_at=finished_at or utcnow(),

@@ -354,6 +354,7 @@ def finalize_audit(audit_id: str) -> None:
                 audit_id=audit.id,
                 verdict=Verdict(report["verdict"]),
                 probability=float(report["probability"]),
+                borderline=report["borderline"],
                 suspected_classes=[int(k) for k in report["suspected_classes"]],
                 class_scores={
                     int(c["class_index"]): (float(c["score"]), bool(c["suspected"])) for c in report["classes"]

@@ -72,6 +72,7 @@ def test_fail_never_overwrites_a_finished_audit(session: Session, make_checkpoin
         audit_id=audit_id,
         verdict=Verdict.clean,
         probability=0.1,
+        borderline=False,
         suspected_classes=[],
         class_scores={},
     )

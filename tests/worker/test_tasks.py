@@ -89,6 +89,7 @@ def test_a_whole_audit_records_everything_and_redelivered_tasks_change_nothing(s
     folder = settings.storage_root / "audits" / audit_id
     report = json.loads((folder / REPORT_FILE).read_text())
     assert report["verdict"] == audit.verdict.value and len(report["classes"]) == 10
+    assert audit.borderline == report["borderline"] and audit.borderline is not None  # our detector: a bool
     assert all((folder / c["map_file"]).is_file() and (folder / c["heatmap_file"]).is_file() for c in report["classes"])
     with session_scope(settings.database_url_resolved) as session:
         results = crud.list_class_results(session=session, audit_id=uuid.UUID(audit_id))

@@ -102,6 +102,7 @@ def test_list_filters_and_paginates(
             audit_id=uuid.UUID(ids[0]),
             verdict=Verdict.backdoored,
             probability=0.97,
+            borderline=False,
             suspected_classes=[3],
             class_scores={},
         )
@@ -145,6 +146,7 @@ def test_results_are_409_until_succeeded_then_served_from_storage(
             audit_id=uuid.UUID(audit_id),
             verdict=Verdict.clean,
             probability=0.1,
+            borderline=False,
             suspected_classes=[],
             class_scores={},
         )

@@ -54,6 +54,7 @@ def make_audit(service_settings: Settings, make_checkpoint: Callable[..., uuid.U
                     audit_id=audit_id,
                     verdict=Verdict(verdict),
                     probability=0.93,
+                    borderline=False,
                     suspected_classes=list(suspected),
                     class_scores={},
                 )
