@@ -110,6 +110,12 @@ class AuditPublic(BaseModel):
     progress: Progress
     verdict: Verdict | None
     probability: float | None = Field(description="P(backdoored), 0..1; set when the audit succeeded")
+    borderline: bool | None = Field(
+        description="True when P(backdoored) is within one saliency seed's spread of the suspicious threshold, "
+        "so another seed could turn the verdict: audit the checkpoint again with two other config.saliency.seed "
+        "values before relying on it. False when no seed is likely to turn it. Null while the audit is "
+        "unfinished or failed, and for audits finished before the server recorded it (see their report)"
+    )
     suspected_classes: list[int] | None = Field(description="Ranked suspected target classes")
     error: str | None
     config: dict[str, Any]
@@ -128,6 +134,7 @@ class AuditPublic(BaseModel):
             progress=Progress.of(audit),
             verdict=audit.verdict,
             probability=audit.probability,
+            borderline=audit.borderline,
             suspected_classes=audit.suspected_classes,
             error=audit.error,
             config=audit.config,

@@ -81,11 +81,24 @@ def list_audits(
     team: TeamDep,
     status: AuditStatus | None = None,
     verdict: Verdict | None = None,
+    borderline: Annotated[
+        bool | None,
+        Query(
+            description="true: only verdicts another saliency seed could turn; false: only the others "
+            "(either leaves out audits without the field: unfinished, failed, or finished before it existed)"
+        ),
+    ] = None,
     skip: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = MAX_PAGE_SIZE,
 ) -> AuditsPublic:
     rows, count = crud.list_audits(
-        session=session, team_id=team.id, status=status, verdict=verdict, skip=skip, limit=limit
+        session=session,
+        team_id=team.id,
+        status=status,
+        verdict=verdict,
+        borderline=borderline,
+        skip=skip,
+        limit=limit,
     )
     return AuditsPublic(data=[AuditPublic.from_audit(row) for row in rows], count=count)
 

@@ -117,6 +117,39 @@ def test_list_filters_and_paginates(
     assert client.get("/api/v1/audits", params={"limit": 1000}, headers=headers).status_code == 422
 
 
+def test_list_filters_by_borderline_and_the_summary_carries_it(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+) -> None:
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    headers = team["headers"]
+    ids = [
+        client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=headers).json()["id"]
+        for _ in range(3)
+    ]
+    with session_scope(service_settings.database_url_resolved) as session:
+        for audit_id, probability, borderline in ((ids[0], 0.88, True), (ids[1], 0.99, False)):
+            crud.complete_audit(
+                session=session,
+                audit_id=uuid.UUID(audit_id),
+                verdict=Verdict.suspicious,
+                probability=probability,
+                borderline=borderline,
+                suspected_classes=[3],
+                class_scores={},
+            )
+    for value, expected in (("true", ids[0]), ("false", ids[1])):  # the queued third has neither
+        listed = client.get("/api/v1/audits", params={"borderline": value}, headers=headers).json()
+        assert listed["count"] == 1 and [a["id"] for a in listed["data"]] == [expected], listed
+        assert listed["data"][0]["borderline"] is (value == "true")
+    both = {"borderline": "true", "verdict": "suspicious", "status": "succeeded"}
+    assert [a["id"] for a in client.get("/api/v1/audits", params=both, headers=headers).json()["data"]] == [ids[0]]
+    assert client.get(f"/api/v1/audits/{ids[2]}", headers=headers).json()["borderline"] is None
+    assert client.get("/api/v1/audits", params={"borderline": "maybe"}, headers=headers).status_code == 422
+
+
 def test_results_are_409_until_succeeded_then_served_from_storage(
     client: TestClient,
     service_settings: Settings,
