@@ -95,8 +95,10 @@ class Audit:
     fraction: float  # of the map computation, counting the steps of the classes in flight
     verdict: str | None  # clean | suspicious | backdoored, once succeeded
     probability: float | None
+    borderline: bool | None  # another saliency seed could turn the verdict; None unfinished or unknown
     suspected_classes: list[int]
     error: str | None
+    config: dict[str, Any]  # the server's whole config of the audit, defaults filled in
 
     @property
     def finished(self) -> bool:
@@ -117,8 +119,10 @@ class Audit:
             fraction=float(fraction) if fraction is not None else (done / total if total else 0.0),
             verdict=data.get("verdict"),
             probability=data.get("probability"),
+            borderline=data.get("borderline"),  # absent from servers before it was added
             suspected_classes=[int(k) for k in data.get("suspected_classes") or []],
             error=data.get("error"),
+            config=dict(data.get("config") or {}),
         )
 
 
@@ -243,10 +247,18 @@ class BackdoorAuditClient:
         return Audit.from_json(self._request("GET", f"/audits/{audit_id}").json())
 
     def list_audits(
-        self, *, status: str | None = None, verdict: str | None = None, skip: int = 0, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        verdict: str | None = None,
+        borderline: bool | None = None,
+        skip: int = 0,
+        limit: int = 100,
     ) -> tuple[list[Audit], int]:
         params: dict[str, Any] = {"skip": skip, "limit": limit}
         params.update({k: v for k, v in (("status", status), ("verdict", verdict)) if v})
+        if borderline is not None:  # False filters too, so not in the truthiness test above
+            params["borderline"] = borderline
         body = self._request("GET", "/audits", params=params).json()
         return [Audit.from_json(item) for item in body["data"]], int(body["count"])
 

@@ -224,3 +224,26 @@ def test_progress_fraction_is_read_and_falls_back_to_whole_classes() -> None:
     moving = Audit.from_json(_audit("running", 3, progress={"done": 3, "total": 10, "fraction": 0.42}))
     assert (moving.done, moving.fraction) == (3, 0.42)
     assert Audit.from_json(_audit("running", 3)).fraction == 0.3  # a server that does not send it
+
+
+def test_list_audits_sends_the_borderline_filter_and_reads_the_field() -> None:
+    seen: list[dict[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(dict(request.url.params))
+        config = {"saliency": {"seed": 4}, "scoring": {"suspicious_at": 0.85}}
+        body = _audit("succeeded", 10, verdict="suspicious", probability=0.88, borderline=True, config=config)
+        return httpx.Response(200, json={"data": [body], "count": 1})
+
+    with _client(handler) as client:
+        audits, count = client.list_audits(verdict="suspicious", borderline=True)
+        client.list_audits(borderline=False)  # a filter, not "no filter"
+        client.list_audits()
+    assert seen == [
+        {"skip": "0", "limit": "100", "verdict": "suspicious", "borderline": "true"},
+        {"skip": "0", "limit": "100", "borderline": "false"},
+        {"skip": "0", "limit": "100"},
+    ]
+    assert count == 1 and audits[0].borderline is True and audits[0].config["saliency"]["seed"] == 4
+    older = Audit.from_json(_audit("succeeded", 10))  # a server from before the field
+    assert older.borderline is None and older.config == {}
