@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import EXIT_CLEAN, EXIT_FLAGGED, CommandError
+from app.cli.common import EXIT_CLEAN, EXIT_FLAGGED, CommandError, borderline_note
 from app.cli.options import add_model_options, json_object
 
 FORMATS_HELP = """accepted checkpoints:
@@ -117,12 +117,13 @@ def run(args: argparse.Namespace) -> int:
         f"({report['seconds']:.1f} s, {args.method}) -> {args.out / 'report.html'}"
     )
     if report["borderline"]:
-        print(
-            f"note: borderline: P(backdoored)={report['probability']:.2f} is within one saliency seed's spread of "
-            f"the {config.scoring.suspicious_at:.2f} threshold; rescan with --seed {args.seed + 1} and --seed "
-            f"{args.seed + 2} before relying on this verdict",
-            file=sys.stderr,
+        note = borderline_note(
+            probability=report["probability"],
+            suspicious_at=config.scoring.suspicious_at,
+            seed=args.seed,
+            seed_option="--seed",
         )
+        print(note, file=sys.stderr)
     return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
 
 

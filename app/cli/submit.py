@@ -12,7 +12,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from app.cli.common import EXIT_CLEAN, EXIT_ERROR, EXIT_FLAGGED, CommandError
+from app.cli.common import EXIT_CLEAN, EXIT_ERROR, EXIT_FLAGGED, CommandError, borderline_note
 from app.cli.remote import add_server_arguments, connect
 from app.client import Audit, BackdoorAuditClient
 
@@ -121,6 +121,15 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"audit {audit.id} failed on the server: {audit.error or 'no reason given'}")
     if not args.json:
         print(describe(audit))
+    if audit.borderline and audit.probability is not None:
+        # on stderr, so a --json run's log shows it too; every server version sends the audit's whole config
+        note = borderline_note(
+            probability=audit.probability,
+            suspicious_at=audit.config["scoring"]["suspicious_at"],
+            seed=audit.config["saliency"]["seed"],
+            seed_option="saliency.seed",
+        )
+        print(note, file=sys.stderr)
     return exit_code(audit, args.fail_on)
 
 

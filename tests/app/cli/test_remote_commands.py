@@ -146,6 +146,26 @@ def test_submit_json_output_is_machine_readable(
     assert result["audit"]["suspected_classes"] == [3] and result["checkpoint"]["created"] is True
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_submit_wait_gives_scans_borderline_note_on_stderr(
+    serve: Callable[[Handler], None], tmp_path: Path, capsys: pytest.CaptureFixture[str], json_output: bool
+) -> None:
+    config = {"saliency": {"seed": 5}, "scoring": {"suspicious_at": 0.85}}
+    extra = ["--json"] if json_output else []
+    serve(_server(_audit("succeeded", verdict="suspicious", probability=0.88, borderline=True, config=config)))
+    assert _run(_submit(tmp_path, *extra)) == EXIT_FLAGGED
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == (
+        "note: borderline: P(backdoored)=0.88 is within one saliency seed's spread of the 0.85 threshold; "
+        "rescan with saliency.seed 6 and saliency.seed 7 before relying on this verdict"
+    )
+    if json_output:  # stdout stays one JSON document
+        assert json.loads(captured.out)["audit"]["borderline"] is True
+    serve(_server(_audit("succeeded", verdict="suspicious", probability=0.99, borderline=False, config=config)))
+    assert _run(_submit(tmp_path, *extra)) == EXIT_FLAGGED
+    assert "borderline" not in capsys.readouterr().err
+
+
 def test_failed_audit_and_refused_key_are_errors(serve: Callable[[Handler], None], tmp_path: Path) -> None:
     serve(_server(_audit("failed", error="worker crashed")))
     with pytest.raises(CommandError, match="failed on the server: worker crashed"):
