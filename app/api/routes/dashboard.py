@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response, status
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -174,13 +175,16 @@ def logout() -> Response:
 
 # --- audits ------------------------------------------------------------------------------------------
 
+# a filter's select left at "any" sends an empty value: no filter, not a 422
+AnyValue = BeforeValidator(lambda value: value or None)
+
 
 @router.get("/", response_class=HTMLResponse)
 def audits_page(
     session: SessionDep,
     team: PageTeamDep,
-    status_filter: Annotated[AuditStatus | None, Query(alias="status")] = None,
-    verdict: Verdict | None = None,
+    status_filter: Annotated[AuditStatus | None, AnyValue, Query(alias="status")] = None,
+    verdict: Annotated[Verdict | None, AnyValue] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     rows, count = crud.list_audits(

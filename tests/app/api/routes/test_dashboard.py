@@ -103,6 +103,8 @@ def test_audit_list_shows_only_the_teams_audits_and_filters_by_verdict(
     assert str(flagged) in page and str(clean) in page and str(foreign) not in page
     filtered = signed_in.get("/?verdict=clean").text
     assert str(clean) in filtered and str(flagged) not in filtered
+    submitted = signed_in.get("/?status=&verdict=clean")  # the form as sent with status left at "any"
+    assert submitted.status_code == 200 and str(clean) in submitted.text and str(flagged) not in submitted.text
 
 
 def test_finished_audit_page_highlights_the_suspect_and_links_its_images(
