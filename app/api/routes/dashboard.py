@@ -185,6 +185,7 @@ def audits_page(
     team: PageTeamDep,
     status_filter: Annotated[AuditStatus | None, AnyValue, Query(alias="status")] = None,
     verdict: Annotated[Verdict | None, AnyValue] = None,
+    borderline: Annotated[bool | None, AnyValue] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     rows, count = crud.list_audits(
@@ -192,10 +193,13 @@ def audits_page(
         team_id=team.id,
         status=status_filter,
         verdict=verdict,
+        borderline=borderline,
         skip=(page - 1) * AUDITS_PER_PAGE,
         limit=AUDITS_PER_PAGE,
     )
     filters = {k: v.value for k, v in (("status", status_filter), ("verdict", verdict)) if v is not None}
+    if borderline is not None:
+        filters["borderline"] = "true" if borderline else "false"
     return _page(
         "audits.html",
         team=team,

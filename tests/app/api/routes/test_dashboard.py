@@ -40,6 +40,7 @@ def make_audit(service_settings: Settings, make_checkpoint: Callable[..., uuid.U
         finished: bool = True,
         verdict: str = "backdoored",
         suspected: tuple[int, ...] = (3,),
+        borderline: bool = False,
     ) -> uuid.UUID:
         sha = uuid.uuid4().hex * 2
         checkpoint_id = make_checkpoint(team_id, num_classes=num_classes, sha256=sha)
@@ -54,7 +55,7 @@ def make_audit(service_settings: Settings, make_checkpoint: Callable[..., uuid.U
                     audit_id=audit_id,
                     verdict=Verdict(verdict),
                     probability=0.93,
-                    borderline=False,
+                    borderline=borderline,
                     suspected_classes=list(suspected),
                     class_scores={},
                 )
@@ -105,6 +106,22 @@ def test_audit_list_shows_only_the_teams_audits_and_filters_by_verdict(
     assert str(clean) in filtered and str(flagged) not in filtered
     submitted = signed_in.get("/?status=&verdict=clean")  # the form as sent with status left at "any"
     assert submitted.status_code == 200 and str(clean) in submitted.text and str(flagged) not in submitted.text
+
+
+def test_audit_list_marks_borderline_verdicts_and_filters_by_them(
+    signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit
+) -> None:
+    near = make_audit(team["id"], verdict="suspicious", borderline=True)
+    far = make_audit(team["id"], verdict="backdoored")
+    running = make_audit(team["id"], finished=False)
+    rows = dict(re.findall(r'<tr data-audit-id="([^"]+)">(.*?)</tr>', signed_in.get("/").text, re.S))
+    assert set(rows) == {str(near), str(far), str(running)}
+    assert 'class="badge borderline"' in rows[str(near)]
+    assert 'class="badge borderline"' not in rows[str(far)] + rows[str(running)]
+    for value, expected in (("true", near), ("false", far)):  # the running audit is neither
+        page = signed_in.get(f"/?status=&verdict=&borderline={value}").text
+        assert re.findall(r'<tr data-audit-id="([^"]+)">', page) == [str(expected)]
+        assert f'<option value="{value}" selected>' in page
 
 
 def test_finished_audit_page_highlights_the_suspect_and_links_its_images(
