@@ -168,6 +168,7 @@ def check_detection_flow(
     with api.client as client:
         report = client.get(f"/audits/{audit_ids[0]}/report").json()
         assert report["verdict"] == flagged["verdict"] and report["model"]["sha256"] == checkpoints[0]["sha256"]
+        assert flagged["borderline"] is not None and flagged["borderline"] == report["borderline"], flagged
         assert [c["class_index"] for c in report["classes"]] == list(range(backdoored.num_classes))
         for image in ("map", "heatmap", "trigger"):
             response = client.get(f"/audits/{audit_ids[0]}/classes/{target}/{image}.png")
