@@ -113,8 +113,8 @@ class AuditPublic(BaseModel):
     borderline: bool | None = Field(
         description="True when P(backdoored) is within one saliency seed's spread of the suspicious threshold, "
         "so another seed could turn the verdict: audit the checkpoint again with two other config.saliency.seed "
-        "values before relying on it. False when no seed is likely to turn it. Null while the audit is "
-        "unfinished or failed, and for audits finished before the server recorded it (see their report)"
+        "values before relying on it. False when it is further from the threshold than that. Null while the "
+        "audit is unfinished or failed, and for audits finished before the server recorded it (see their report)"
     )
     suspected_classes: list[int] | None = Field(description="Ranked suspected target classes")
     error: str | None
