@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from app.cli.common import EXIT_CLEAN
 from app.cli.remote import add_server_arguments, connect
-from app.cli.submit import describe
+from app.cli.submit import describe, note_if_borderline
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,4 +28,5 @@ def run(args: argparse.Namespace) -> int:
         print(describe(audit))
         if audit.error:
             print(f"error: {audit.error}")
+    note_if_borderline(audit)
     return EXIT_CLEAN

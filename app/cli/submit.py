@@ -121,8 +121,14 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"audit {audit.id} failed on the server: {audit.error or 'no reason given'}")
     if not args.json:
         print(describe(audit))
+    note_if_borderline(audit)
+    return exit_code(audit, args.fail_on)
+
+
+def note_if_borderline(audit: Audit) -> None:
+    """scan's borderline note for a finished audit another saliency seed could turn. On stderr, so a
+    --json run's log shows it too; every server version sends the audit's whole config."""
     if audit.borderline and audit.probability is not None:
-        # on stderr, so a --json run's log shows it too; every server version sends the audit's whole config
         note = borderline_note(
             probability=audit.probability,
             suspicious_at=audit.config["scoring"]["suspicious_at"],
@@ -130,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
             seed_option="saliency.seed",
         )
         print(note, file=sys.stderr)
-    return exit_code(audit, args.fail_on)
 
 
 def describe(audit: Audit) -> str:

@@ -166,6 +166,24 @@ def test_submit_wait_gives_scans_borderline_note_on_stderr(
     assert "borderline" not in capsys.readouterr().err
 
 
+def test_status_gives_the_same_borderline_note(
+    serve: Callable[[Handler], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = {"saliency": {"seed": 0}, "scoring": {"suspicious_at": 0.85}}
+    status = ["status", AUDIT_ID, "--server", "http://audit.test", "--api-key", "k"]
+    borderline = _audit("succeeded", verdict="clean", probability=0.7, borderline=True, config=config)
+    serve(lambda request: httpx.Response(200, json=borderline))
+    assert _run(status) == EXIT_CLEAN  # status reports; only submit --wait gates on the verdict
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "note: borderline: P(backdoored)=0.70 is within one saliency seed's spread of the 0.85 threshold; "
+        "rescan with saliency.seed 1 and saliency.seed 2 before relying on this verdict"
+    )
+    far = _audit("succeeded", verdict="clean", probability=0.01, borderline=False, config=config)
+    serve(lambda request: httpx.Response(200, json=far))
+    assert _run([*status, "--json"]) == EXIT_CLEAN
+    assert "borderline" not in capsys.readouterr().err
+
+
 def test_failed_audit_and_refused_key_are_errors(serve: Callable[[Handler], None], tmp_path: Path) -> None:
     serve(_server(_audit("failed", error="worker crashed")))
     with pytest.raises(CommandError, match="failed on the server: worker crashed"):
