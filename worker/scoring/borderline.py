@@ -1,5 +1,6 @@
-"""Whether a verdict is one that another saliency seed could turn: report.json's ``borderline``, which
-``scan`` notes on stderr and the report's and the dashboard's verdict banner show.
+"""Whether a verdict is one that another saliency seed could turn: report.json's ``borderline``. ``scan``,
+``submit --wait`` and ``status`` note it on stderr, the report's and the dashboard's verdict banners
+show it, and the service stores it on the audit (``AuditPublic.borderline``, ``GET /audits?borderline=``).
 
 Kept out of the scorer's own modules: the benchmark keys its cached results by a hash of the code the
 detector imports, and this advice does not change what the detector computes.
