@@ -85,17 +85,24 @@ def test_broker_failure_is_503_and_the_audit_is_marked_failed(
     assert audits[0]["status"] == "failed" and "connection refused" in audits[0]["error"]
 
 
+def _queue_audits(
+    client: TestClient, team: dict[str, Any], make_checkpoint: Callable[..., uuid.UUID], *, count: int
+) -> list[str]:
+    """Submit ``count`` audits of one new checkpoint of the team; their ids, oldest first."""
+    checkpoint_id = str(make_checkpoint(team["id"]))
+    return [
+        client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
+        for _ in range(count)
+    ]
+
+
 def test_list_filters_and_paginates(
     client: TestClient,
     service_settings: Settings,
     team: dict[str, Any],
     make_checkpoint: Callable[..., uuid.UUID],
 ) -> None:
-    checkpoint_id = str(make_checkpoint(team["id"]))
-    ids = [
-        client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=team["headers"]).json()["id"]
-        for _ in range(3)
-    ]
+    ids = _queue_audits(client, team, make_checkpoint, count=3)
     with session_scope(service_settings.database_url_resolved) as session:
         crud.complete_audit(
             session=session,
@@ -123,12 +130,8 @@ def test_list_filters_by_borderline_and_the_summary_carries_it(
     team: dict[str, Any],
     make_checkpoint: Callable[..., uuid.UUID],
 ) -> None:
-    checkpoint_id = str(make_checkpoint(team["id"]))
     headers = team["headers"]
-    ids = [
-        client.post("/api/v1/audits", json={"checkpoint_id": checkpoint_id}, headers=headers).json()["id"]
-        for _ in range(3)
-    ]
+    ids = _queue_audits(client, team, make_checkpoint, count=3)
     with session_scope(service_settings.database_url_resolved) as session:
         for audit_id, probability, borderline in ((ids[0], 0.88, True), (ids[1], 0.99, False)):
             crud.complete_audit(
