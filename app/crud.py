@@ -154,7 +154,7 @@ def list_audits(
         conditions.append(Audit.status == status)
     if verdict is not None:
         conditions.append(Audit.verdict == verdict)
-    if borderline is not None:  # either value leaves out the audits with NULL (unfinished, or older)
+    if borderline is not None:  # either value leaves out the audits with NULL (unfinished, failed, bad old config)
         conditions.append(Audit.borderline == borderline)
     count = session.scalar(select(func.count()).select_from(Audit).where(*conditions)) or 0
     rows = session.scalars(

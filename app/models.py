@@ -147,7 +147,8 @@ class Audit(Base):
     )
     probability: Mapped[float | None] = mapped_column(Float)
     # another saliency seed could turn the verdict (report.json's borderline); NULL while unfinished, for a
-    # detector without a measured seed spread, and for audits finished before this column existed
+    # detector without a measured seed spread, and for audits finished before this column existed whose
+    # stored config no longer parses (migration 7b2f7f421bd3 backfilled the others)
     borderline: Mapped[bool | None] = mapped_column()
     suspected_classes: Mapped[list[int] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)

@@ -114,7 +114,7 @@ class AuditPublic(BaseModel):
         description="True when P(backdoored) is within one saliency seed's spread of the suspicious threshold, "
         "so another seed could turn the verdict: audit the checkpoint again with two other config.saliency.seed "
         "values before relying on it. False when it is further from the threshold than that. Null while the "
-        "audit is unfinished or failed, and for audits finished before the server recorded it (see their report)"
+        "audit is unfinished or failed, and for an old audit whose stored config this server no longer reads"
     )
     suspected_classes: list[int] | None = Field(description="Ranked suspected target classes")
     error: str | None

@@ -19,7 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # no backfill: audits finished before this column keep NULL (their report.json may still say)
+    # audits finished before this column get their value from the next migration, 7b2f7f421bd3
     with op.batch_alter_table("audits") as batch:
         batch.add_column(sa.Column("borderline", sa.Boolean(), nullable=True))
 

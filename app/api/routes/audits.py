@@ -85,7 +85,7 @@ def list_audits(
         bool | None,
         Query(
             description="true: only verdicts another saliency seed could turn; false: only the others "
-            "(either leaves out audits without the field: unfinished, failed, or finished before it existed)"
+            "(either leaves out audits without the field: unfinished, failed, or old with an unreadable config)"
         ),
     ] = None,
     skip: Annotated[int, Query(ge=0)] = 0,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
+from worker.scoring import borderline
 from worker.scoring.borderline import SEED_SPREAD, near_the_line
 from worker.scoring.score import EVIDENCE_SLOPE
 
@@ -24,3 +27,10 @@ def test_the_band_is_one_seed_spread_of_evidence_either_side_of_the_threshold() 
 def test_certain_probabilities_and_thresholds_are_never_borderline() -> None:
     assert not near_the_line(1.0, 0.85) and not near_the_line(0.0, 0.85)
     assert not near_the_line(0.99, 1.0)
+
+
+def test_the_band_uses_the_scorers_slope_without_importing_torch() -> None:
+    # the backfill migration imports this module in the API image, which has no torch
+    assert borderline.EVIDENCE_SLOPE == EVIDENCE_SLOPE
+    check = "import sys, worker.scoring.borderline; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", check], check=True)
