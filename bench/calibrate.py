@@ -5,7 +5,7 @@
 
 The scorer maps a model's largest class evidence e to P = 1 / (1 + exp(-slope * (e - centre))), with
 one slope and one centre per input kind (``gray``: one channel; ``colour``: any other count), the
-constants at the top of ``worker/scoring/score.py``. For each slope of a grid this command fits both
+constants in ``worker/scoring/calibration.py``. For each slope of a grid this command fits both
 centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 
 from worker.files import check_writable, write_text_atomically
-from worker.scoring.score import EVIDENCE_CENTRES, EVIDENCE_SLOPE, input_kind
+from worker.scoring.calibration import EVIDENCE_CENTRES, EVIDENCE_SLOPE
+from worker.scoring.score import input_kind
 from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
 

@@ -38,6 +38,7 @@ from torch import nn
 from worker.margins import class_margins
 from worker.saliency.engine import ClassMap, eval_mode
 from worker.saliency.seeds import draw_seeds
+from worker.scoring.calibration import EVIDENCE_CENTRES, EVIDENCE_SLOPE
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import (
     Window,
@@ -51,15 +52,6 @@ from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_
 
 # Both margins are clipped to +-MARGIN_CAP logits per probe, so one runaway probe cannot carry the mean.
 MARGIN_CAP = 10.0
-# Evidence -> probability: a logistic fitted on the development split (58 models, 33 clean; the rows
-# of saliency seeds 0, 1 and 2 pooled), with one slope and a centre per input kind. A stamped colour
-# pixel sets three values, and clean colour models reach margins (up to 8.4) that gray backdoors start
-# below: one centre would rank the two kinds against each other instead of each against its own clean
-# models. Leave-one-model-out cross-entropy chose the slope (1: 0.268, 1.25: 0.253, 1.5: 0.248,
-# 2: 0.258); BENCHMARKS.md, "Seventh round".
-EVIDENCE_SLOPE = 1.5
-# gray: single-channel inputs; colour: every other channel count (fitted on 3-channel models)
-EVIDENCE_CENTRES = {"gray": 4.02, "colour": 8.33}
 
 
 def input_kind(input_shape: tuple[int, ...] | list[int]) -> str:

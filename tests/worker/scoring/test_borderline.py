@@ -8,7 +8,7 @@ import sys
 
 from worker.scoring import borderline
 from worker.scoring.borderline import SEED_SPREAD, near_the_line
-from worker.scoring.score import EVIDENCE_SLOPE
+from worker.scoring.calibration import EVIDENCE_SLOPE
 
 
 def _moved(p: float, evidence: float) -> float:
