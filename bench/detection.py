@@ -17,6 +17,10 @@ seconds per model.
 
 Then our detector against each baseline on the same models (overall, each part): the AUROC
 difference with a paired bootstrap interval, and the median of the per-model time ratios.
+
+With ``--seeds N`` (odd) every detector runs with seeds S..S+N-1 (S = ``--seed``; each seed is cached
+on its own) and a model's row is its median run (``worker.median_seed``, as ``scan --seeds`` reports),
+timed as all N runs together.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import torch
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.files import check_writable, write_text_atomically
+from worker.median_seed import median_run
 from worker.zoo import metrics
 from worker.zoo.build import build_zoo, load_dataset, read_manifest
 from worker.zoo.provenance import build_hash, this_machine
@@ -171,6 +176,21 @@ def run_detectors(
                     handle.write(json.dumps(done[key]) + "\n")
             rows.append({**done[key], "split": entry["split"], "family": entry["family"], "part": entry["part"]})
     return rows
+
+
+def median_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (model, detector) from several seeds' runs of the same selection: the run at the
+    median probability, its ``seconds`` the sum of all runs' (what the verdict cost) and ``seeds`` the
+    runs' detector keys in seed order. Rows must be in the same order in every run."""
+    combined = []
+    for rows in zip(*runs, strict=True):
+        if len({(r["model"], r["detector"]) for r in rows}) != 1:
+            raise ValueError("the seeds' runs do not list the same models and detectors in the same order")
+        median = rows[median_run([r["probability"] for r in rows])]
+        combined.append(
+            {**median, "seconds": sum(r["seconds"] for r in rows), "seeds": [r["detector_key"] for r in rows]}
+        )
+    return combined
 
 
 def _row(entry: dict[str, Any], detector: Detector, detection: Detection, key: str) -> dict[str, Any]:
@@ -328,6 +348,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=0, help="the detectors' random seed (rerun with others to see the spread)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="odd N: run seeds SEED..SEED+N-1 and keep each model's median run, timed as all N runs (as scan --seeds)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto: where the detectors run")
     parser.add_argument("--json", type=Path, help="also write the rows and the summary here")
@@ -340,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         # every option is checked before the zoo is built or a model is loaded
         if args.threads is not None and args.threads < 1:
             raise ValueError("--threads must be at least 1")
+        if args.seeds < 1 or args.seeds % 2 == 0:
+            raise ValueError(f"--seeds {args.seeds}: use an odd number, so a model's median run is one of its runs")
         device = str(resolve_device(args.device))
         if args.json:
             check_writable(args.json)
@@ -369,19 +397,25 @@ def main(argv: list[str] | None = None) -> int:
     if not entries:
         print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
         return 2
-    rows = run_detectors(
-        zoo,
-        entries,
-        detectors,
-        clean_images=args.clean_images,
-        cache=zoo / "bench-results.jsonl",
-        seed=args.seed,
-        device=device,
-    )
+    seeds = range(args.seed, args.seed + args.seeds)
+    runs = [
+        run_detectors(
+            zoo,
+            entries,
+            detectors,
+            clean_images=args.clean_images,
+            cache=zoo / "bench-results.jsonl",
+            seed=seed,
+            device=device,
+        )
+        for seed in seeds
+    ]
+    rows = runs[0] if len(runs) == 1 else median_rows(runs)
     summary = summarise(rows)
     build = build_hash(manifest["models"])
+    seeding = f"seed {args.seed}" if len(seeds) == 1 else f"median run of seeds {seeds[0]}-{seeds[-1]}"
     print(f"zoo {zoo} (build {build}) split {args.split}: {len(entries)} models, "
-          f"detectors {', '.join(names)}, seed {args.seed}")  # fmt: skip
+          f"detectors {', '.join(names)}, {seeding}")  # fmt: skip
     print(format_table(summary))
     comparisons = compare(rows)
     if comparisons:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from bench.detection import compare, format_comparison, format_table, summarise
+from bench.detection import compare, format_comparison, format_table, median_rows, summarise
 
 
 def _row(model: str, family: str, probability: float, verdict: str, top: int, targets: list[int]) -> dict[str, Any]:
@@ -138,8 +138,33 @@ def test_bad_options_are_refused_before_any_work(capsys: pytest.CaptureFixture[s
     assert "--threads must be at least 1" in capsys.readouterr().err
     assert main(["--quick", "--zoo", str(tmp_path), "--json", str(tmp_path / "missing" / "bench.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
+    assert main(["--seeds", "2", "--zoo", str(tmp_path)]) == 2
+    assert "--seeds 2: use an odd number" in capsys.readouterr().err
     assert main(["--quick", "--zoo", str(tmp_path), "--detectors", "agnostic,strip"]) == 2
     assert "unknown detectors ['strip']" in capsys.readouterr().err
     assert main(["--quick", "--zoo", str(tmp_path), "--config", '{"saliency": {"iteration": 5}}']) == 2
     assert "unknown saliency config keys: iteration" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [], "the quick zoo must not be built for a run that is refused"
+
+
+def _seeded(run: list[dict[str, Any]], seed: int, probabilities: list[float]) -> list[dict[str, Any]]:
+    return [
+        {**row, "probability": p, "seconds": 1.0 + seed, "detector_key": f"d+seed={seed}"}
+        for row, p in zip(run, probabilities, strict=True)
+    ]
+
+
+def test_median_rows_keep_each_models_median_run_timed_as_all_runs() -> None:
+    rows = ROWS[:2]
+    runs = [_seeded(rows, 0, [0.9, 0.2]), _seeded(rows, 1, [0.1, 0.3]), _seeded(rows, 2, [0.5, 0.4])]
+    runs[2][0]["verdict"] = "suspicious"  # the median run brings its own verdict and classes
+    first, second = median_rows(runs)
+    assert (first["probability"], first["verdict"], first["detector_key"]) == (0.5, "suspicious", "d+seed=2")
+    assert (second["probability"], second["detector_key"]) == (0.3, "d+seed=1")
+    assert first["seconds"] == second["seconds"] == 1.0 + 2.0 + 3.0
+    assert first["seeds"] == ["d+seed=0", "d+seed=1", "d+seed=2"]
+
+
+def test_median_rows_refuse_runs_that_list_different_models() -> None:
+    with pytest.raises(ValueError, match="same models"):
+        median_rows([ROWS[:2], ROWS[1:3], ROWS[:2]])
