@@ -68,6 +68,16 @@ class Chart:
 
 
 @dataclass(frozen=True)
+class SeedRun:
+    """One saliency seed's run of a ``scan --seeds N`` report (report["seeds"])."""
+
+    seed: int
+    verdict: str
+    probability: float | None
+    median: bool  # the run this report is (its maps, scores and verdict)
+
+
+@dataclass(frozen=True)
 class ReportView:
     verdict: str
     probability: float | None
@@ -88,6 +98,7 @@ class ReportView:
     tool: dict[str, Any]
     feature_names: list[str] = field(default_factory=list)
     borderline: bool = False  # another saliency seed could turn the verdict (report["borderline"])
+    seeds: list[SeedRun] = field(default_factory=list)  # the runs of a multi-seed scan; empty for one run
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -150,6 +161,31 @@ def build_class_view(entry: Mapping[str, Any]) -> ClassView:
             _file_name(entry.get("trigger_file")),
         ),
     )
+
+
+def build_seed_runs(report: Mapping[str, Any]) -> list[SeedRun]:
+    """The runs of a ``scan --seeds N`` report in seed order, the median one (the run whose seed the
+    report's config carries) marked; empty when the report has no ``seeds`` list."""
+    entries = report.get("seeds")
+    if not isinstance(entries, list):
+        return []
+    saliency = (report.get("config") or {}).get("saliency")
+    median_seed = saliency.get("seed") if isinstance(saliency, Mapping) else None
+    runs = []
+    for entry in entries:
+        seed = entry.get("seed") if isinstance(entry, Mapping) else None
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            continue
+        verdict = str(entry.get("verdict", "unknown"))
+        runs.append(
+            SeedRun(
+                seed=seed,
+                verdict=verdict if verdict in VERDICTS else "unknown",
+                probability=_float_or_none(entry.get("probability")),
+                median=seed == median_seed,
+            )
+        )
+    return runs
 
 
 def _rank_key(view: ClassView) -> tuple[float, int]:
@@ -282,4 +318,5 @@ def build_report_view(
         tool=dict(report.get("tool") or {}),
         feature_names=feature_names,
         borderline=report.get("borderline") is True,
+        seeds=build_seed_runs(report),
     )

@@ -97,6 +97,25 @@ def test_a_borderline_verdict_says_so_in_the_banner() -> None:
     assert 'class="borderline"' in html and "another saliency seed could turn this verdict" in html
 
 
+def test_a_multi_seed_report_lists_its_runs_by_the_banner() -> None:
+    report, images = make_report(verdict="suspicious", probability=0.87)
+    assert 'id="seeds"' not in render_report_html(report, images)  # one seed: no line
+    runs = [
+        {"seed": 4, "verdict": "clean", "probability": 0.5},
+        {"seed": 5, "verdict": "suspicious", "probability": 0.87},
+        {"seed": 6, "verdict": "<b>bad</b>", "probability": 0.9},  # a hand-edited report cannot inject markup
+    ]
+    config = {**report["config"], "saliency": {"seed": 5}}
+    html = render_report_html({**report, "config": config, "borderline": True, "seeds": runs}, images)
+    assert "Median of 3 saliency seeds" in html and html.index('id="verdict"') < html.index('id="seeds"')
+    spans = {a["data-seed"]: a["class"] for a in _tags(html, "span") if "seed-run" in (a.get("class") or "")}
+    assert spans == {"4": "seed-run", "5": "seed-run median", "6": "seed-run"}
+    assert "seed 4 → clean (50.0%)" in html and "seed 5 → suspicious (87.0%)</strong> (this report)" in html
+    assert "<b>bad</b>" not in html and "seed 6 → unknown (90.0%)" in html
+    # the seeds were run, so the banner says they split rather than suggesting a rescan
+    assert "the saliency seeds disagree" in html and "rescan with two other seeds" not in html
+
+
 def test_missing_images_and_clean_verdict_render_placeholders() -> None:
     report, _ = make_report(suspected=(), verdict="clean", probability=0.05)
     html = render_report_html(report, {})
