@@ -37,6 +37,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same maps")
     parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="audit with seeds S..S+N-1 (S = --seed) and report the run at the median P(backdoored); N odd "
+        "(default: 1); --method agnostic only",
+    )
+    parser.add_argument(
         "--config", type=json_object, help='audit config JSON, e.g. \'{"saliency": {"iterations": 60}}\''
     )
     parser.add_argument(
@@ -58,17 +66,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _check_seeds(args)
     # torch is imported here, not at module import, so other commands stay fast
     import dataclasses
 
-    from tqdm import tqdm
-
     from app.reports.html import render_report_html
-    from worker.audit import audit_model, resolve_device
+    from worker.audit import resolve_device
     from worker.config import AuditConfig
     from worker.loading import load_checkpoint
     from worker.loading.types import CheckpointError, ModelSpec
-    from worker.report import build_report, render_images
 
     try:
         config = AuditConfig.from_dict(args.config)
@@ -92,39 +98,90 @@ def run(args: argparse.Namespace) -> int:
 
     clean_images = _clean_images(args, loaded, device)
     if args.method == "agnostic":
-        with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
-
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            outcome = audit_model(loaded, config, device=device, progress=progress, clean_images=clean_images)
-        report = build_report(
-            loaded=loaded,
-            maps=outcome.maps,
-            score=outcome.score,
-            config=config,
-            seconds=outcome.seconds,
-            device=str(device),
-        )
-        images = render_images(outcome.maps, outcome.score)
+        report, images = _agnostic(args, loaded, config, device, clean_images)
     else:
         report, images = _second_opinion(args, loaded, device, clean_images), {}
     _write_outputs(args.out, report, images, render_report_html(report, images))
     suspects = ", ".join(str(k) for k in report["suspected_classes"]) or "none"
+    median_of = f", median of {args.seeds} seeds" if args.seeds > 1 else ""
     print(
         f"{report['verdict']}: P(backdoored)={report['probability']:.2f}, suspected classes: {suspects} "
-        f"({report['seconds']:.1f} s, {args.method}) -> {args.out / 'report.html'}"
+        f"({report['seconds']:.1f} s, {args.method}{median_of}) -> {args.out / 'report.html'}"
     )
-    if report["borderline"]:
+    if report["borderline"] and "seeds" in report:
+        flagged = sum(entry["verdict"] != "clean" for entry in report["seeds"])
+        print(
+            f"note: the seeds disagree: {flagged} of {len(report['seeds'])} flag the model; the verdict is the "
+            f"median run's (seed {report['config']['saliency']['seed']})",
+            file=sys.stderr,
+        )
+    elif report["borderline"]:
         note = borderline_note(
             probability=report["probability"],
             suspicious_at=config.scoring.suspicious_at,
             seed=args.seed,
             seed_option="--seed",
+            seeds_option="--seeds",
         )
         print(note, file=sys.stderr)
     return EXIT_CLEAN if report["verdict"] == "clean" else EXIT_FLAGGED
+
+
+def _check_seeds(args: argparse.Namespace) -> None:
+    """--seeds N before any work: the median of an even number of runs is none of them, and the
+    baselines have no saliency seed to vary."""
+    if args.seeds < 1 or args.seeds % 2 == 0:
+        raise CommandError(
+            f"--seeds {args.seeds}: the verdict is the median run's, so use an odd number of seeds (1, 3, 5, ...)"
+        )
+    if args.seeds > 1 and args.method != "agnostic":
+        raise CommandError(
+            f"--seeds {args.seeds} repeats our saliency method with other seeds; it does not apply to "
+            f"--method {args.method} (drop --seeds, or use --method agnostic)"
+        )
+
+
+def _agnostic(
+    args: argparse.Namespace, loaded: Any, config: Any, device: Any, clean_images: Any
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Our method with saliency seeds --seed .. --seed + --seeds - 1 under one progress bar: the
+    report.json of the runs (``worker.median_seed.combine_seed_reports``) and the median run's images."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from worker.audit import AuditOutcome, audit_model
+    from worker.median_seed import combine_seed_reports, median_run
+    from worker.report import build_report, render_images
+
+    seeds = [args.seed + i for i in range(args.seeds)]
+    reports: list[dict[str, Any]] = []
+    outcomes: list[AuditOutcome] = []
+    with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
+        for position, seed in enumerate(seeds):
+            if len(seeds) > 1:
+                bar.set_description(f"scan {args.model.name} (seed {seed}, {position + 1} of {len(seeds)})")
+            run_config = dataclasses.replace(config, saliency=dataclasses.replace(config.saliency, seed=seed))
+
+            # every run takes as many steps as this one: the bar's total counts the runs still to come
+            def progress(done: int, total: int, start: int = bar.n, runs_left: int = len(seeds) - position) -> None:
+                bar.total = start + total * runs_left
+                bar.update(start + done - bar.n)
+
+            outcome = audit_model(loaded, run_config, device=device, progress=progress, clean_images=clean_images)
+            outcomes.append(outcome)
+            reports.append(
+                build_report(
+                    loaded=loaded,
+                    maps=outcome.maps,
+                    score=outcome.score,
+                    config=run_config,
+                    seconds=outcome.seconds,
+                    device=str(device),
+                )
+            )
+    median = outcomes[median_run([report["probability"] for report in reports])]
+    return combine_seed_reports(reports), render_images(median.maps, median.score)
 
 
 def _clean_images(args: argparse.Namespace, loaded: Any, device: Any) -> Any:

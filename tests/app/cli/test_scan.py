@@ -14,11 +14,12 @@ import torch
 
 from tests.conftest import FAST_AUDIT_CONFIG
 from worker.examples import ExampleModel
+from worker.median_seed import median_run, verdicts_split
 
 
-def scan(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def scan(*args: str, cwd: Path, quiet: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app.cli", "scan", "--quiet", *args],
+        [sys.executable, "-m", "app.cli", "scan", *(["--quiet"] if quiet else []), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -71,7 +72,63 @@ def test_a_verdict_on_the_threshold_says_a_rescan_could_turn_it(clean_checkpoint
     report = json.loads((tmp_path / "b" / "report.json").read_text())
     assert second.returncode == 1 and report["verdict"] != "clean" and report["borderline"] is True
     note = [line for line in second.stderr.splitlines() if line.startswith("note: borderline")]
-    assert len(note) == 1 and "rescan with --seed 1 and --seed 2" in note[0], second.stderr  # seed 0 scanned
+    assert len(note) == 1 and "rescan with --seed 0 --seeds 3 (" in note[0], second.stderr  # seed 0 scanned
+
+
+@pytest.mark.slow
+def test_several_seeds_report_the_median_run(clean_checkpoint: ExampleModel, tmp_path: Path) -> None:
+    fast = json.dumps(FAST_AUDIT_CONFIG)
+    result = scan(*clean_checkpoint.cli_args(), "--seed", "0", "--seeds", "3", "--out", str(tmp_path / "three"),
+                  "--config", fast, cwd=tmp_path, quiet=False)  # fmt: skip
+    report = json.loads((tmp_path / "three" / "report.json").read_text())
+    assert result.returncode == (0 if report["verdict"] == "clean" else 1), result.stderr
+    runs = report["seeds"]
+    assert [run["seed"] for run in runs] == [0, 1, 2]
+    median = runs[median_run([run["probability"] for run in runs])]
+    assert (report["verdict"], report["probability"]) == (median["verdict"], median["probability"])
+    assert report["config"]["saliency"]["seed"] == median["seed"]  # its maps and scores are that run's
+    assert report["borderline"] is verdicts_split([run["verdict"] for run in runs])
+    assert "median of 3 seeds" in result.stdout and "(seed 2, 3 of 3)" in result.stderr  # one bar, named per run
+    flagged = sum(run["verdict"] != "clean" for run in runs)
+    split_note = f"note: the seeds disagree: {flagged} of 3 flag the model; the verdict is the median run's (seed "
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ([f"{split_note}{median['seed']})"] if report["borderline"] else []), result.stderr
+    html = (tmp_path / "three" / "report.html").read_text()
+    assert "Median of 3 saliency seeds" in html
+
+    single = scan(*clean_checkpoint.cli_args(), "--seed", "1", "--seeds", "1", "--out", str(tmp_path / "one"),
+                  "--config", fast, cwd=tmp_path)  # fmt: skip
+    alone = json.loads((tmp_path / "one" / "report.json").read_text())
+    assert single.returncode in (0, 1) and "seeds" not in alone and "median of" not in single.stdout
+    # each run is deterministic per seed on one device, whichever runs came before it in the process
+    assert alone["probability"] == runs[1]["probability"] and alone["verdict"] == runs[1]["verdict"]
+
+    # the same three runs with the suspicious threshold on the median run's probability: the lowest stays clean
+    scoring = {"suspicious_at": median["probability"], "backdoored_at": max(median["probability"], 0.9)}
+    split = scan(*clean_checkpoint.cli_args(), "--seeds", "3", "--out", str(tmp_path / "split"),
+                 "--config", json.dumps({**FAST_AUDIT_CONFIG, "scoring": scoring}), cwd=tmp_path)  # fmt: skip
+    report = json.loads((tmp_path / "split" / "report.json").read_text())
+    assert [run["probability"] for run in report["seeds"]] == [run["probability"] for run in runs]
+    assert split.returncode == 1 and report["borderline"] is True and report["verdict"] != "clean"
+    assert split.stderr.splitlines() == [
+        f"note: the seeds disagree: 2 of 3 flag the model; the verdict is the median run's (seed {median['seed']})"
+    ]
+
+
+def test_seeds_must_be_odd_and_only_with_our_method(tmp_path: Path) -> None:
+    # a model that does not exist: these are refused before anything is loaded
+    cases = {
+        ("--seeds", "2"): "use an odd number of seeds",
+        ("--seeds", "0"): "use an odd number of seeds",
+        ("--seeds", "3", "--method", "mmbd"): "it does not apply to --method mmbd",
+    }
+    for extra, needle in cases.items():
+        out = tmp_path / "out"
+        result = scan(str(tmp_path / "absent.safetensors"), "--arch", "small_cnn", *extra, "--out", str(out),
+                      cwd=tmp_path)  # fmt: skip
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --seeds "), result.stderr
+        assert needle in lines[0] and not out.exists()
 
 
 class _Payload:
