@@ -150,13 +150,14 @@ def _agnostic(
 
     from tqdm import tqdm
 
-    from worker.audit import AuditOutcome, audit_model
+    from worker.audit import audit_model
     from worker.median_seed import combine_seed_reports, median_run
     from worker.report import build_report, render_images
 
     seeds = [args.seed + i for i in range(args.seeds)]
     reports: list[dict[str, Any]] = []
-    outcomes: list[AuditOutcome] = []
+    # each run's images, not its maps: N runs' maps of a many-class model would hold N times the memory
+    images: list[dict[str, bytes]] = []
     with tqdm(total=1, desc=f"scan {args.model.name}", unit="step", disable=args.quiet) as bar:
         for position, seed in enumerate(seeds):
             if len(seeds) > 1:
@@ -169,7 +170,7 @@ def _agnostic(
                 bar.update(start + done - bar.n)
 
             outcome = audit_model(loaded, run_config, device=device, progress=progress, clean_images=clean_images)
-            outcomes.append(outcome)
+            images.append(render_images(outcome.maps, outcome.score))
             reports.append(
                 build_report(
                     loaded=loaded,
@@ -180,8 +181,7 @@ def _agnostic(
                     device=str(device),
                 )
             )
-    median = outcomes[median_run([report["probability"] for report in reports])]
-    return combine_seed_reports(reports), render_images(median.maps, median.score)
+    return combine_seed_reports(reports), images[median_run([report["probability"] for report in reports])]
 
 
 def _clean_images(args: argparse.Namespace, loaded: Any, device: Any) -> Any:
