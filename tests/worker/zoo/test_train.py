@@ -89,3 +89,32 @@ def test_small_cnn_learns_a_badnets_patch_on_fashion_mnist() -> None:
     )
     assert result.attack_success is not None and result.attack_success >= 0.9
     assert result.clean_accuracy >= 0.84
+
+
+class _TwoNormNet(nn.Module):
+    """A slow BatchNorm (momentum 0.01, as in torchvision's MobileNetV3) and one at PyTorch's default."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slow = nn.BatchNorm2d(1, momentum=0.01)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.default = nn.BatchNorm2d(4)
+        self.head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(4 * 256, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.default(self.conv(self.slow(x))))
+
+
+def test_slow_batch_norms_end_with_the_training_images_statistics() -> None:
+    train, test = _toy_data(256, 0), _toy_data(64, 1)
+    trained = train_classifier(_TwoNormNet(), *train, epochs=1, batch_size=32, seed=3, test=test, num_classes=2)
+    slow, default = trained.net.slow, trained.net.default
+    images = train[0]
+    # the slow layer's running statistics are the training images' own, not 0.01 of the way there
+    assert slow.running_mean.item() == pytest.approx(images.mean().item(), rel=1e-4)
+    per_batch_variance = torch.stack([batch.var() for batch in images.split(32)]).mean()
+    assert slow.running_var.item() == pytest.approx(per_batch_variance.item(), rel=1e-3)
+    assert slow.momentum == 0.01 and default.momentum == 0.1
+    # the default-momentum layer keeps what training left: its statistics are not reset
+    assert default.num_batches_tracked.item() == len(images) // 32
+    assert trained.clean_accuracy > 0.9
