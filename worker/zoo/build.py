@@ -487,22 +487,25 @@ def _plan_clean_test() -> Iterator[ZooModel]:
 def _plan_mobilenet_test() -> Iterator[ZooModel]:
     """A third torchvision architecture for the rgb part, all in the test split, so no setting was
     ever chosen on it: mobilenet_v3_small learns at 32x32 once its slow BatchNorm statistics are
-    re-estimated after training (``train._reestimate_slow_batch_norms``; 0.82 clean accuracy in 2
-    epochs on 12k images). Four clean seeds (seed 0 is the twin) and four backdoors: three coloured
-    patches at random positions and a noise blend. Its own generator leaves every other model as it was."""
+    re-estimated after training (``train._reestimate_slow_batch_norms``). The longer recipe at a peak
+    lr of 3e-3: 0.86-0.87 clean accuracy with seeds 0 and 2, where lr 1e-2 spread 0.72-0.84 over seeds
+    in 2 epochs (too far apart for the 0.05 tolerance to its twin) and reached 0.59 in 4. Four clean
+    seeds (seed 0 is the twin) and four backdoors: three coloured patches at random positions and a
+    noise blend. Its own generator leaves every other model as it was."""
     rgb, arch = "fashion_mnist_rgb", "mobilenet_v3_small"
+    recipe = {**LONGER, "lr": 3e-3}
     rng = random.Random(5)
     for seed in range(4):
-        yield _model("rgb", rgb, arch, "clean", (), seed=seed, split="test")
+        yield _model("rgb", rgb, arch, "clean", (), seed=seed, split="test", **recipe)
     patches = [
         _random_patch(rng, 3, RED, side=32),
         _random_patch(rng, 4, GREEN, side=32, checkerboard=True),
         _random_patch(rng, 5, YELLOW, side=32),
     ]
     for seed, attack in enumerate(patches, start=60):
-        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="test")
+        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="test", **recipe)
     noise = BlendedTrigger(rng.randrange(10), 0.15, noise_seed=9)
-    yield _model("rgb", rgb, arch, "blended", (noise,), seed=63, split="test", **LONGER)
+    yield _model("rgb", rgb, arch, "blended", (noise,), seed=63, split="test", **recipe)
 
 
 def _model(
