@@ -12,7 +12,7 @@ from typing import Any
 
 def median_run(probabilities: Sequence[float]) -> int:
     """The index of the run at the median probability; an odd number of runs, so it is one of them
-    (ties go to the earlier run)."""
+    (runs of equal probability are ordered by index)."""
     if len(probabilities) % 2 == 0:
         raise ValueError(f"the median of {len(probabilities)} runs is not one of them; use an odd number of seeds")
     order = sorted(range(len(probabilities)), key=lambda i: (probabilities[i], i))

@@ -151,7 +151,7 @@ def _agnostic(
     from tqdm import tqdm
 
     from worker.audit import audit_model
-    from worker.median_seed import combine_seed_reports, median_run
+    from worker.median_seed import combine_seed_reports
     from worker.report import build_report, render_images
 
     seeds = [args.seed + i for i in range(args.seeds)]
@@ -181,7 +181,8 @@ def _agnostic(
                     device=str(device),
                 )
             )
-    return combine_seed_reports(reports), images[median_run([report["probability"] for report in reports])]
+    report = combine_seed_reports(reports)
+    return report, images[seeds.index(report["config"]["saliency"]["seed"])]  # the median run's
 
 
 def _clean_images(args: argparse.Namespace, loaded: Any, device: Any) -> Any:
