@@ -9,15 +9,12 @@ first lookup, so a module added later (the lead's ``agnostic``) needs only to ex
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import Tensor, nn
-
-from worker.saliency.engine import eval_mode
 
 VERDICTS = ("clean", "suspicious", "backdoored")
 
@@ -116,21 +113,3 @@ def get_detector(name: str, **options: Any) -> Detector:
     if name not in _FACTORIES:
         raise KeyError(f"unknown detector {name!r}; available: {', '.join(sorted(_FACTORIES)) or 'none'}")
     return _FACTORIES[name](**options)
-
-
-@contextmanager
-def model_as_found(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and frozen weights for the duration of a detection, restored afterwards.
-
-    Detectors optimise inputs or masks, never weights: freezing them avoids accumulating gradients
-    in the caller's parameters, and restoring each submodule's own flags leaves the model as found.
-    """
-    grads = [(param, param.requires_grad) for param in model.parameters()]
-    for param, _ in grads:
-        param.requires_grad_(False)
-    try:
-        with eval_mode(model):
-            yield model
-    finally:
-        for param, requires_grad in grads:
-            param.requires_grad_(requires_grad)

@@ -26,8 +26,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, model_as_found, register
+from worker.detectors.base import Detection, register
 from worker.margins import class_margins
+from worker.model_state import model_as_found
 from worker.scoring.verdict import verdict_for
 
 

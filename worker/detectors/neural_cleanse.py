@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, DetectorInputError, model_as_found, register
+from worker.detectors.base import Detection, DetectorInputError, register
+from worker.model_state import model_as_found
 from worker.scoring.verdict import MAD_CONSISTENCY, verdict_for
 
 ANOMALY_THRESHOLD = 2.0  # the paper's flag: anomaly index above 2 (about 95% confidence)

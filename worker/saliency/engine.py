@@ -10,8 +10,7 @@ what the model, independent of any image, treats as class l. All classes and res
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.margins import class_margins
+from worker.model_state import model_as_found
 from worker.saliency.config import SaliencyConfig
 from worker.saliency.seeds import draw_seeds
 
@@ -35,18 +35,6 @@ class ClassMap:
     success_rate: float  # fidelity: fraction of fresh seeds x with argmax K(x + raw) == class_index
     stability: float  # mean pairwise cosine similarity of the restarts' maps (1.0 with one restart)
     trace: list[float]  # mean probability of the class on the step's seeds, one value per step
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put every submodule in eval mode and restore each one's own flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, was_training in flags:
-            module.training = was_training
 
 
 def budget(config: SaliencyConfig, numel: int) -> float:
@@ -255,7 +243,7 @@ def compute_class_maps(
             progress(done, total)
 
     maps: list[ClassMap] = []
-    with eval_mode(model):
+    with model_as_found(model):
         for chunk in chunks:
             maps.extend(_maps_for_chunk(model, input_shape, chunk, config, device, tick))
     return maps

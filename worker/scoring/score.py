@@ -36,7 +36,8 @@ import torch
 from torch import nn
 
 from worker.margins import class_margins
-from worker.saliency.engine import ClassMap, eval_mode
+from worker.model_state import eval_mode
+from worker.saliency.engine import ClassMap
 from worker.saliency.seeds import draw_seeds
 from worker.scoring.calibration import EVIDENCE_CENTRES, EVIDENCE_SLOPE
 from worker.scoring.config import ScoringConfig
