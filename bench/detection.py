@@ -51,6 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
 QUICK_ZOO = REPO / ".cache" / "zoo-quick"
 REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
+LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
 
 
 def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
@@ -101,15 +102,15 @@ def _imported_names(path: Path) -> set[str]:
 
 
 @cache
-def code_version(module: str) -> str:
-    """A short hash of a detector's module and every first-party module it imports, transitively.
+def code_version(*modules: str) -> str:
+    """A short hash of ``modules`` and every first-party module they import, transitively.
 
     Constants such as the scorer's calibration live in code, not in a detector's settings; keying
     the cache on this hash means a cached result never outlives the code that produced it, while a
     change to one detector's code leaves the others' results valid.
     """
     files: set[Path] = set()
-    todo = [module]
+    todo = list(modules)
     while todo:
         path = _module_file(todo.pop())
         if path is not None and path not in files:
@@ -132,7 +133,8 @@ def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
     settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
     # seed 0 on the CPU keeps the keys that results had before seeds and devices were keyed
     run = (f"+seed={seed}" if seed else "") + (f"+device={device}" if device != "cpu" else "")
-    return f"{settings}{run}@{code_version(type(detector).__module__)}"
+    # the loader is part of the detection: it chooses the layout the model runs in (finalize.py)
+    return f"{settings}{run}@{code_version(type(detector).__module__, LOADER)}"
 
 
 def run_detectors(

@@ -106,6 +106,13 @@ def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.Monke
     first = version_after("worker/scoring/other.py", "Y = 1\n")
     assert version_after("worker/scoring/other.py", "Y = 2\n") == first, "code it does not import"
     assert version_after("worker/scoring/constants.py", "X = 2\n") != first, "a lazy, transitive import"
+    (tmp_path / "worker/loading").mkdir()
+    (tmp_path / "worker/loading/loader.py").write_text("LAYOUT = 'nchw'\n")
+    detection.code_version.cache_clear()
+    with_loader = detection.code_version("worker.detectors.fake", detection.LOADER)
+    (tmp_path / "worker/loading/loader.py").write_text("LAYOUT = 'nhwc'\n")
+    detection.code_version.cache_clear()
+    assert detection.code_version("worker.detectors.fake", detection.LOADER) != with_loader, "the loader keys too"
     detection.code_version.cache_clear()
 
 
