@@ -24,6 +24,11 @@ from worker.saliency.seeds import draw_seeds
 
 Progress = Callable[[int, int], None]
 
+# Inputs per forward pass of the fidelity test. On the CPU a small CNN's forward pass costs twice as
+# much per input in batches of 1,020 as in batches of 160, whose activations stay in the core's cache
+# (scratch timing, BENCHMARKS.md "The nineteenth session's build"); larger nets are flat in between.
+FIDELITY_BATCH = 160
+
 
 @dataclass
 class ClassMap:
@@ -131,7 +136,7 @@ def _success_rates(
     hits = torch.zeros(k, device=rho.device)
     remaining = config.fidelity_seeds
     while remaining > 0:
-        n = min(remaining, max(1, 1024 // k))
+        n = min(remaining, max(1, FIDELITY_BATCH // k))
         seeds = _draw(config, generators, (1, k, n, *rho.shape[1:]), rho.device)[0]
         predictions = model((seeds + rho[:, None]).flatten(0, 1)).argmax(dim=1).view(k, n)
         hits += (predictions == classes[:, None]).float().sum(dim=1)
