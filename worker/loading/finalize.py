@@ -16,6 +16,7 @@ from torch import nn
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
 _TRIAL_SIZES = {1: (28, 32, 64, 224), 3: (32, 224, 64, 28)}
+CHANNELS_LAST_MAX_SIDE = 32  # the largest input side a model runs channels-last at (_prefer_channels_last)
 _SHOWN = 5
 
 
@@ -84,16 +85,20 @@ def finalize(built: Built, spec: ModelSpec, sha256: str, device: torch.device) -
 
 
 def _prefer_channels_last(module: nn.Module, shape: tuple[int, int, int], device: torch.device) -> None:
-    """Run a convolutional model in the channels-last layout on the CPU, if it computes the same logits so.
+    """Run a convolutional model on small inputs in the channels-last layout on the CPU, if it computes
+    the same logits so.
 
-    oneDNN's convolutions and pooling run faster on channels-last tensors: on the zoo's models a
-    detection (ours, MM-BD) took 1.2-2.8 times less time, and about 3% more only on resnet18 at 32x32
-    (BENCHMARKS.md, "The nineteenth session's build"). The input stays as it is; the converted weights
-    carry the layout through the network. A model whose forward reshapes activations with ``.view``
-    fails on such tensors, and any model may compute differently in them: both keep the default
-    layout. Not on GPUs, where it is unmeasured.
+    On inputs of at most 32 x 32 pixels oneDNN's pooling and narrow or grouped convolutions run faster
+    on channels-last tensors: per input, a forward and backward pass took 1.1-2.5 times less time on
+    13 of 15 architectures (small_cnn, lenet5, mobilenets, shufflenet, efficientnet, densenet, ...)
+    and 3% and 11% more on resnet18 and vgg11_bn; on larger inputs the gain fades (1.0-1.06 at 128
+    px) and resnet18 lost 19-25% at 48-64 px (one core; BENCHMARKS.md, "The nineteenth session's
+    build"). The input stays as it is; the converted weights carry the layout through the network. A
+    model whose forward reshapes activations with ``.view`` fails on such tensors, and any model may
+    compute differently in them: both keep the default layout. Not on GPUs, where it is unmeasured.
     """
-    if device.type != "cpu" or not any(parameter.dim() == 4 for parameter in module.parameters()):
+    small = max(shape[1:]) <= CHANNELS_LAST_MAX_SIDE
+    if device.type != "cpu" or not small or not any(parameter.dim() == 4 for parameter in module.parameters()):
         return
     probe = torch.rand((2, *shape), generator=torch.Generator().manual_seed(0)).to(device)
     try:
