@@ -52,6 +52,8 @@ DEFAULT_ZOO = REPO / ".cache" / "zoo"
 QUICK_ZOO = REPO / ".cache" / "zoo-quick"
 REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
 LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
+# families that also get a group per part: the issue's targets name a patch AUROC on each part
+PER_PART_FAMILIES = ("badnets",)
 
 
 def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
@@ -225,7 +227,8 @@ def _progress(entries: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Metrics per detector and group; a family's group pairs its backdoored models with every clean one."""
+    """Metrics per detector and group; a family's group pairs its backdoored models with every clean one,
+    and a part's family group (``gray badnets``) the part's backdoored models with the part's clean ones."""
     summary = []
     for detector in sorted({r["detector"] for r in rows}):
         mine = [r for r in rows if r["detector"] == detector]
@@ -235,6 +238,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups[part] = [r for r in mine if r["part"] == part]
         for family in sorted({r["family"] for r in mine if r["backdoored"]}):
             groups[family] = [r for r in mine if r["family"] == family] + clean
+        parts = sorted({r["part"] for r in mine})
+        for part in parts if len(parts) > 1 else []:
+            for family in PER_PART_FAMILIES:
+                members = [r for r in mine if r["part"] == part and r["family"] in (family, "clean")]
+                if any(r["backdoored"] for r in members):
+                    groups[f"{part} {family}"] = members
         for group, members in groups.items():
             summary.append({"detector": detector, "group": group, **_metrics(members)})
     return summary
@@ -296,8 +305,8 @@ def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict
     return comparisons
 
 
-def _number(value: float) -> str:
-    return "n/a" if value != value else f"{value:.2f}"
+def _number(value: float, digits: int = 2) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f}"
 
 
 def _interval(bounds: tuple[float, float]) -> str:
@@ -319,16 +328,17 @@ def format_comparison(comparisons: list[dict[str, Any]]) -> str:
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
-    """A Markdown table, one row per detector and group."""
+    """A Markdown table, one row per detector and group; AUROC and CE to three decimals, since the
+    targets (0.95, 0.98, 0.30) are judged on them."""
     header = "| detector | group | bd/clean | AUROC (95% CI) | TPR@5%FPR | clean FPR (95% CI) | detected |"
     header += " target top-1 | CE | median s |"
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for s in summary:
         lines.append(
             f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | "
-            f"{_number(s['auroc'])}{_interval(s['auroc_interval'])} | {_number(s['tpr_at_5_fpr'])} | "
+            f"{_number(s['auroc'], 3)}{_interval(s['auroc_interval'])} | {_number(s['tpr_at_5_fpr'])} | "
             f"{_number(s['clean_fpr'])}{_interval(s['clean_fpr_interval'])} | {_number(s['detected'])} | "
-            f"{_number(s['target_top1'])} | {_number(s['cross_entropy'])} | {s['median_seconds']:.1f} |"
+            f"{_number(s['target_top1'])} | {_number(s['cross_entropy'], 3)} | {s['median_seconds']:.1f} |"
         )
     return "\n".join(lines)
 

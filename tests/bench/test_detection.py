@@ -50,11 +50,27 @@ def test_groups_pair_each_family_with_all_clean_models() -> None:
     assert overall["median_seconds"] == 2.0
 
 
+def test_patches_get_a_group_per_part_against_that_parts_clean_models() -> None:
+    rgb = [
+        {**_row("rc", "clean", 0.95, "backdoored", 5, []), "part": "rgb"},
+        {**_row("rb", "badnets", 0.97, "backdoored", 6, [6]), "part": "rgb"},
+    ]
+    summary = {s["group"]: s for s in summarise(ROWS + rgb)}
+    assert {"gray badnets", "rgb badnets"} <= set(summary) and "gray wanet" not in summary
+    gray, colour = summary["gray badnets"], summary["rgb badnets"]
+    assert (gray["backdoored"], gray["clean"], colour["backdoored"], colour["clean"]) == (2, 2, 1, 1)
+    assert gray["auroc"] == pytest.approx(0.75) and colour["auroc"] == 1.0
+    # across parts the gray patch at 0.5 ranks under the rgb clean model at 0.95: lower than either part
+    assert summary["badnets"]["auroc"] < gray["auroc"]
+    assert "gray badnets" not in {s["group"] for s in summarise(ROWS)}, "one part: no per-part groups"
+    assert "| d | gray badnets | 2/2 | 0.750 (" in format_table(list(summary.values()))
+
+
 def test_table_has_a_row_per_group_and_prints_missing_values() -> None:
     table = format_table(summarise(ROWS))
     lines = table.splitlines()
     assert len(lines) == 2 + 4
-    assert "| d | wanet | 1/2 | 0.00 (0.00-0.00) |" in table and "n/a" in table
+    assert "| d | wanet | 1/2 | 0.000 (0.00-0.00) |" in table and "n/a" in table
     assert "| 0.50 (0.09-0.91) |" in table  # one of the two clean models flagged, with its interval
 
 
