@@ -90,7 +90,7 @@ def _prefer_channels_last(module: nn.Module, shape: tuple[int, int, int], device
 
     On inputs of at most 32 x 32 pixels oneDNN's pooling and narrow or grouped convolutions run faster
     on channels-last tensors: per input, a forward and backward pass took 1.1-2.5 times less time on
-    13 of 15 architectures (small_cnn, lenet5, mobilenets, shufflenet, efficientnet, densenet, ...)
+    11 of 13 architectures (small_cnn, lenet5, mobilenets, shufflenet, efficientnet, densenet, ...)
     and 3% and 11% more on resnet18 and vgg11_bn; on larger inputs the gain fades (1.0-1.06 at 128
     px) and resnet18 lost 19-25% at 48-64 px (one core; BENCHMARKS.md, "The nineteenth session's
     build"). The input stays as it is; the converted weights carry the layout through the network. A
