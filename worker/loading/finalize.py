@@ -89,12 +89,12 @@ def _prefer_channels_last(module: nn.Module, shape: tuple[int, int, int], device
     the same logits so.
 
     On inputs of at most 32 x 32 pixels oneDNN's pooling and narrow or grouped convolutions run faster
-    on channels-last tensors: per input, a forward and backward pass took 1.1-2.5 times less time on
+    on channels-last tensors: a forward pass and its input gradient took 1.04-2.6 times less time on
     11 of 13 architectures (small_cnn, lenet5, mobilenets, shufflenet, efficientnet, densenet, ...)
-    and 3% and 11% more on resnet18 and vgg11_bn; on larger inputs the gain fades (1.0-1.06 at 128
-    px) and resnet18 lost 19-25% at 48-64 px (one core; BENCHMARKS.md, "The nineteenth session's
-    build"). The input stays as it is; the converted weights carry the layout through the network. A
-    model whose forward reshapes activations with ``.view`` fails on such tensors, and any model may
+    and 7% more on resnet18 and vgg11_bn. On larger inputs resnet18 lost 18-29% at 48-64 px and
+    most gains fade (``bench/layout_speed.py``; BENCHMARKS.md, "The nineteenth session's build").
+    The input stays as it is; the converted weights carry the layout through the network. A model
+    whose forward reshapes activations with ``.view`` fails on such tensors, and any model may
     compute differently in them: both keep the default layout. Not on GPUs, where it is unmeasured.
     """
     small = max(shape[1:]) <= CHANNELS_LAST_MAX_SIDE
