@@ -234,11 +234,11 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mine = [r for r in rows if r["detector"] == detector]
         clean = [r for r in mine if not r["backdoored"]]
         groups: dict[str, list[dict[str, Any]]] = {"overall": mine}
-        for part in sorted({r["part"] for r in mine}):
+        parts = sorted({r["part"] for r in mine})
+        for part in parts:
             groups[part] = [r for r in mine if r["part"] == part]
         for family in sorted({r["family"] for r in mine if r["backdoored"]}):
             groups[family] = [r for r in mine if r["family"] == family] + clean
-        parts = sorted({r["part"] for r in mine})
         for part in parts if len(parts) > 1 else []:
             for family in PER_PART_FAMILIES:
                 members = [r for r in mine if r["part"] == part and r["family"] in (family, "clean")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -68,8 +69,6 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_seeds(args)
     # torch is imported here, not at module import, so other commands stay fast
-    import dataclasses
-
     from app.reports.html import render_report_html
     from worker.audit import resolve_device
     from worker.config import AuditConfig
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         config = AuditConfig.from_dict(args.config)
-        config = dataclasses.replace(config, saliency=dataclasses.replace(config.saliency, seed=args.seed))
+        config = _with_seed(config, args.seed)
         device = resolve_device(args.device)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
@@ -141,13 +140,16 @@ def _check_seeds(args: argparse.Namespace) -> None:
         )
 
 
+def _with_seed(config: Any, seed: int) -> Any:
+    """The audit config with its saliency seed set to ``seed``."""
+    return dataclasses.replace(config, saliency=dataclasses.replace(config.saliency, seed=seed))
+
+
 def _agnostic(
     args: argparse.Namespace, loaded: Any, config: Any, device: Any, clean_images: Any
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Our method with saliency seeds --seed .. --seed + --seeds - 1 under one progress bar: the
     report.json of the runs (``worker.median_seed.combine_seed_reports``) and the median run's images."""
-    import dataclasses
-
     from tqdm import tqdm
 
     from worker.audit import audit_model
@@ -162,7 +164,7 @@ def _agnostic(
         for position, seed in enumerate(seeds):
             if len(seeds) > 1:
                 bar.set_description(f"scan {args.model.name} (seed {seed}, {position + 1} of {len(seeds)})")
-            run_config = dataclasses.replace(config, saliency=dataclasses.replace(config.saliency, seed=seed))
+            run_config = _with_seed(config, seed)
 
             # every run takes as many steps as this one: the bar's total counts the runs still to come
             def progress(done: int, total: int, start: int = bar.n, runs_left: int = len(seeds) - position) -> None:
