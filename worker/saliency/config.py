@@ -12,6 +12,7 @@ Loss = Literal["ce", "margin"]
 StepRule = Literal["linf", "adam"]
 Norm = Literal["l2", "linf"]
 Surface = Literal["sphere", "ball"]
+RestartMerge = Literal["mean", "best"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class SaliencyConfig(JsonConfig):
     iterations: int = 40
     seeds_per_step: int = 8
     restarts: int = 2
+    # How the restarts' maps become the one the refine phase starts from. "mean" averages them; but two
+    # restarts can find the same trigger with opposite signs (a checkerboard in opposite phase: their
+    # cosine below zero), and their mean cancels it. "best" keeps each class's restart with the highest
+    # mean class probability over the last ``quality_steps`` steps, read from the steps' own forward
+    # passes, so it costs nothing (BENCHMARKS.md, "Eighteenth round").
+    restart_merge: RestartMerge = "best"
+    quality_steps: int = 10
     refine_iterations: int = 10
     step_size: float = 8 / 255
     fidelity_seeds: int = 128
@@ -56,6 +64,7 @@ class SaliencyConfig(JsonConfig):
             "iterations": self.iterations >= 1,
             "seeds_per_step": self.seeds_per_step >= 1,
             "restarts": self.restarts >= 1,
+            "quality_steps": self.quality_steps >= 1,
             "refine_iterations": self.refine_iterations >= 0,
             "step_size": self.step_size > 0,
             "fidelity_seeds": self.fidelity_seeds >= 1,
@@ -70,6 +79,7 @@ class SaliencyConfig(JsonConfig):
             ("step_rule", StepRule),
             ("norm", Norm),
             ("surface", Surface),
+            ("restart_merge", RestartMerge),
         ):
             if getattr(self, name) not in allowed.__args__:  # type: ignore[attr-defined]
                 raise ValueError(f"invalid saliency config: {name} must be one of {allowed.__args__}")  # type: ignore[attr-defined]

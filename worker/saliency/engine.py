@@ -36,7 +36,7 @@ class ClassMap:
 
     class_index: int
     raw: torch.Tensor
-    restarts: torch.Tensor  # (R, C, H, W): each restart's map before averaging
+    restarts: torch.Tensor  # (R, C, H, W): each restart's map before they are merged
     success_rate: float  # fidelity: fraction of fresh seeds x with argmax K(x + raw) == class_index
     stability: float  # mean pairwise cosine similarity of the restarts' maps (1.0 with one restart)
     trace: list[float]  # mean probability of the class on the step's seeds, one value per step
@@ -103,7 +103,8 @@ def _optimise(
     generators: list[torch.Generator],
     on_step: Callable[[torch.Tensor], None],
 ) -> torch.Tensor:
-    """Run ``steps`` projected steps on rho (R, K, C, H, W) toward ``classes`` (K,)."""
+    """Run ``steps`` projected steps on rho (R, K, C, H, W) toward ``classes`` (K,). After each step
+    ``on_step`` gets the mean probability of each restart's class on the step's seeds, shaped (R, K)."""
     r, k = rho.shape[:2]
     b = config.seeds_per_step
     targets = classes.repeat_interleave(b).repeat(r)  # order matches (R, K, b) flattened
@@ -116,7 +117,7 @@ def _optimise(
         # summed over classes and restarts (they are independent of each other), averaged over seeds
         (grad,) = torch.autograd.grad(losses.sum() / b, rho_var)
         with torch.no_grad():
-            on_step(logits.softmax(dim=1).gather(1, targets[:, None]).view(r, k, b).mean(dim=(0, 2)))
+            on_step(logits.softmax(dim=1).gather(1, targets[:, None]).view(r, k, b).mean(dim=2))
             phi = moments.direction(grad) if moments is not None else grad
             peak = phi.abs().amax(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-12)
             rho = project(rho - step_size * phi / peak, config)
@@ -142,6 +143,15 @@ def _success_rates(
         hits += (predictions == classes[:, None]).float().sum(dim=1)
         remaining -= n
     return hits / config.fidelity_seeds
+
+
+def _merge_restarts(restarts: torch.Tensor, quality: torch.Tensor, config: SaliencyConfig) -> torch.Tensor:
+    """The refine phase's start (1, K, C, H, W) from the restarts (R, K, C, H, W): their mean, or per
+    class the restart of highest ``quality`` (R, K), its mean class probability over the last steps."""
+    if config.restart_merge == "mean":
+        return project(restarts.mean(dim=0, keepdim=True), config)
+    best = quality.argmax(dim=0)
+    return restarts[best, torch.arange(restarts.shape[1], device=restarts.device)][None]
 
 
 def _stability(restarts: torch.Tensor) -> torch.Tensor:
@@ -170,9 +180,11 @@ def _maps_for_chunk(
         g.manual_seed(config.seed * 1_000_003 + class_index)
         generators.append(g)
     traces: list[list[float]] = [[] for _ in chunk]
+    steps: list[torch.Tensor] = []  # (R, K) per step: each restart's class probability
 
-    def record(mean_probability: torch.Tensor) -> None:
-        for trace, value in zip(traces, mean_probability.tolist(), strict=True):
+    def record(probability: torch.Tensor) -> None:
+        steps.append(probability)
+        for trace, value in zip(traces, probability.mean(dim=0).tolist(), strict=True):
             trace.append(value)
         tick()
 
@@ -187,11 +199,11 @@ def _maps_for_chunk(
         generators=generators,
         on_step=record,
     )
-    # refine: average the restarts, then a short fine phase at a quarter of the step size
-    averaged = project(restarts.mean(dim=0, keepdim=True), config)
+    # refine: merge the restarts, then a short fine phase at a quarter of the step size
+    quality = torch.stack(steps[-config.quality_steps :]).mean(dim=0)
     refined = _optimise(
         model,
-        averaged,
+        _merge_restarts(restarts, quality, config),
         classes,
         config,
         steps=config.refine_iterations,

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from worker.saliency.config import SaliencyConfig
@@ -120,12 +121,44 @@ def test_class_batches_cover_many_classes_in_chunks() -> None:
 
 @pytest.mark.parametrize(
     "options",
-    [{"step_rule": "adam"}, {"seed_distribution": "gaussian"}, {"seed_distribution": "lowfreq"}, {"loss": "margin"}],
+    [
+        {"step_rule": "adam"},
+        {"seed_distribution": "gaussian"},
+        {"seed_distribution": "lowfreq"},
+        {"loss": "margin"},
+        {"restart_merge": "mean"},
+    ],
 )
 def test_every_tunable_runs_and_raises_the_class_probability(options: dict[str, str]) -> None:
     config = SaliencyConfig(**{**FAST.to_dict(), "iterations": 40, "radius": 0.5, **options})
     maps = compute_class_maps(tiny_cnn(), SHAPE, 3, config)
     assert all(m.trace[-1] >= m.trace[0] - 1e-6 for m in maps), "the class probability should not fall"
+
+
+class SignBlindClass(nn.Module):
+    """Class 1's logit is 4 (w . (x - 0.5))^2: reached as well along +w as along -w, like a checkerboard
+    trigger that fires in either phase. Restarts pick a sign by chance, and opposite signs cancel in a mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = F.normalize(torch.randn(36, generator=torch.Generator().manual_seed(0)), dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x.flatten(1) - 0.5) @ self.w
+        return torch.stack([torch.ones_like(z), 4 * z**2], dim=1)
+
+
+def test_restarts_of_opposite_sign_keep_the_best_one_instead_of_cancelling() -> None:
+    model = SignBlindClass()
+    # with seed 1 the two restarts of class 1 end at +w and -w (checked by their stability of -1)
+    configs = {m: SaliencyConfig(**{**FAST.to_dict(), "seed": 1, "restart_merge": m}) for m in ("mean", "best")}
+    merged = {merge: compute_class_maps(model, SHAPE, 2, config)[1] for merge, config in configs.items()}
+    eta = budget(FAST, math.prod(SHAPE))
+    assert merged["best"].stability < -0.99, "the case needs restarts of opposite sign"
+    assert float(merged["mean"].raw.norm()) < 0.1 * eta, "the mean of opposite restarts cancels"
+    best = merged["best"].raw.flatten()
+    assert float(best.norm()) > 0.99 * eta and abs(float(F.cosine_similarity(best, model.w, dim=0))) > 0.99
+    assert merged["best"].success_rate > merged["mean"].success_rate
 
 
 def test_invalid_classes_are_refused() -> None:
