@@ -146,12 +146,19 @@ def _success_rates(
 
 
 def _merge_restarts(restarts: torch.Tensor, quality: torch.Tensor, config: SaliencyConfig) -> torch.Tensor:
-    """The refine phase's start (1, K, C, H, W) from the restarts (R, K, C, H, W): their mean, or per
-    class the restart of highest ``quality`` (R, K), its mean class probability over the last steps."""
+    """The refine phase's start (1, K, C, H, W) from the restarts (R, K, C, H, W): their mean; per class
+    the restart of highest ``quality`` (R, K), its mean class probability over the last steps; or the
+    mean of the restarts that point the best one's way (cosine > 0 with it, the best one included)."""
     if config.restart_merge == "mean":
         return project(restarts.mean(dim=0, keepdim=True), config)
-    best = quality.argmax(dim=0)
-    return restarts[best, torch.arange(restarts.shape[1], device=restarts.device)][None]
+    classes = torch.arange(restarts.shape[1], device=restarts.device)
+    best = restarts[quality.argmax(dim=0), classes]  # (K, C, H, W)
+    if config.restart_merge == "best":
+        return best[None]
+    flat = F.normalize(restarts.flatten(2), dim=-1)
+    aligned = ((flat * F.normalize(best.flatten(1), dim=-1)).sum(dim=-1) > 0).float()  # (R, K)
+    weights = aligned / aligned.sum(dim=0).clamp_min(1)
+    return project((restarts * weights[..., None, None, None]).sum(dim=0, keepdim=True), config)
 
 
 def _stability(restarts: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worker.saliency.config import SaliencyConfig
-from worker.saliency.engine import budget, compute_class_maps, project
+from worker.saliency.engine import _merge_restarts, budget, compute_class_maps, project
 
 FAST = SaliencyConfig(iterations=25, refine_iterations=5, restarts=2, seeds_per_step=4, fidelity_seeds=16)
 SHAPE = (1, 6, 6)
@@ -127,6 +127,7 @@ def test_class_batches_cover_many_classes_in_chunks() -> None:
         {"seed_distribution": "lowfreq"},
         {"loss": "margin"},
         {"restart_merge": "mean"},
+        {"restart_merge": "best"},
     ],
 )
 def test_every_tunable_runs_and_raises_the_class_probability(options: dict[str, str]) -> None:
@@ -148,17 +149,31 @@ class SignBlindClass(nn.Module):
         return torch.stack([torch.ones_like(z), 4 * z**2], dim=1)
 
 
-def test_restarts_of_opposite_sign_keep_the_best_one_instead_of_cancelling() -> None:
+@pytest.mark.parametrize("merge", ["best", "aligned"])
+def test_restarts_of_opposite_sign_keep_the_best_one_instead_of_cancelling(merge: str) -> None:
     model = SignBlindClass()
     # with seed 1 the two restarts of class 1 end at +w and -w (checked by their stability of -1)
-    configs = {m: SaliencyConfig(**{**FAST.to_dict(), "seed": 1, "restart_merge": m}) for m in ("mean", "best")}
-    merged = {merge: compute_class_maps(model, SHAPE, 2, config)[1] for merge, config in configs.items()}
+    configs = {m: SaliencyConfig(**{**FAST.to_dict(), "seed": 1, "restart_merge": m}) for m in ("mean", merge)}
+    merged = {m: compute_class_maps(model, SHAPE, 2, config)[1] for m, config in configs.items()}
     eta = budget(FAST, math.prod(SHAPE))
-    assert merged["best"].stability < -0.99, "the case needs restarts of opposite sign"
+    assert merged[merge].stability < -0.99, "the case needs restarts of opposite sign"
     assert float(merged["mean"].raw.norm()) < 0.1 * eta, "the mean of opposite restarts cancels"
-    best = merged["best"].raw.flatten()
-    assert float(best.norm()) > 0.99 * eta and abs(float(F.cosine_similarity(best, model.w, dim=0))) > 0.99
-    assert merged["best"].success_rate > merged["mean"].success_rate
+    kept = merged[merge].raw.flatten()
+    assert float(kept.norm()) > 0.99 * eta and abs(float(F.cosine_similarity(kept, model.w, dim=0))) > 0.99
+    assert merged[merge].success_rate > merged["mean"].success_rate
+
+
+def test_aligned_restarts_are_averaged_and_opposed_ones_dropped() -> None:
+    # class 0: restart 1 opposes restart 0, the better one; class 1: both point one way, restart 1 better
+    restarts = torch.randn(2, 2, *SHAPE) * 0.01
+    restarts[1, 0] = -restarts[0, 0]
+    restarts[1, 1] = 0.5 * restarts[0, 1]
+    quality = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
+    merged = _merge_restarts(restarts, quality, SaliencyConfig(restart_merge="aligned"))[0]
+    assert torch.allclose(merged[0], restarts[0, 0]), "an opposed restart must not enter the mean"
+    assert torch.allclose(merged[1], 0.75 * restarts[0, 1]), "restarts that agree are averaged"
+    best = _merge_restarts(restarts, quality, SaliencyConfig(restart_merge="best"))[0]
+    assert torch.equal(best[1], restarts[1, 1]), "best keeps the restart of highest class probability"
 
 
 def test_invalid_classes_are_refused() -> None:
