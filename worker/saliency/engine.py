@@ -186,13 +186,10 @@ def _maps_for_chunk(
         g = torch.Generator(device=device)
         g.manual_seed(config.seed * 1_000_003 + class_index)
         generators.append(g)
-    traces: list[list[float]] = [[] for _ in chunk]
-    steps: list[torch.Tensor] = []  # (R, K) per step: each restart's class probability
+    steps: list[torch.Tensor] = []  # (R, K) per step: each restart's class probability (R = 1 when refining)
 
     def record(probability: torch.Tensor) -> None:
         steps.append(probability)
-        for trace, value in zip(traces, probability.mean(dim=0).tolist(), strict=True):
-            trace.append(value)
         tick()
 
     rho = torch.zeros((config.restarts, len(chunk), *input_shape), device=device)
@@ -220,6 +217,7 @@ def _maps_for_chunk(
     )[0]
     success = _success_rates(model, refined, classes, config, generators)
     stability = _stability(restarts.cpu())
+    traces = torch.stack([probability.mean(dim=0) for probability in steps], dim=1).tolist()  # (K, steps)
     return [
         ClassMap(
             class_index=class_index,
