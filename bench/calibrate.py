@@ -16,8 +16,9 @@ above ``suspicious_at``).
 
 Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
 saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
-pooled with this one. A row is {zoo, model, seed, kind, backdoored, evidence, detector_key, sha256}; rows
-whose detector key differs come from different scorer code, and the report counts them per key.
+pooled with this one. A row is {zoo, model, seed, kind, backdoored, evidence, detector_key, sha256,
+class_evidence}; rows whose detector key differs come from different scorer code, and the report
+counts them per key.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Row:
     evidence: float  # the model's largest class evidence
     detector_key: str
     sha256: str | None = None  # of the model's weights file; rows saved before it was recorded have none
+    # every class's evidence in class order (``evidence`` is their maximum), so a later round can screen
+    # a model score built from all classes on every saved build; rows saved before it have none
+    class_evidence: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -263,11 +267,16 @@ def read_rows(path: Path) -> list[Row]:
         if not line.strip():
             continue
         try:
-            row = Row(**json.loads(line))
-        except (json.JSONDecodeError, TypeError) as exc:
+            fields = json.loads(line)
+            if fields.get("class_evidence") is not None:
+                fields["class_evidence"] = tuple(float(e) for e in fields["class_evidence"])
+            row = Row(**fields)
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"{path}:{number}: not a calibration row ({exc})") from exc
         if row.kind not in KINDS or not math.isfinite(row.evidence):
             raise ValueError(f"{path}:{number}: kind must be one of {KINDS} and evidence a finite number")
+        if row.class_evidence is not None and max(row.class_evidence, default=math.nan) != row.evidence:
+            raise ValueError(f"{path}:{number}: evidence must be the largest of class_evidence")
         rows.append(row)
     return rows
 
@@ -303,6 +312,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
                     evidence=max(r["class_scores"]),
                     detector_key=r["detector_key"],
                     sha256=r["sha256"],
+                    class_evidence=tuple(r["class_scores"]),
                 )
             )
     return rows

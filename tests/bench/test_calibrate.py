@@ -17,6 +17,7 @@ from bench.calibrate import (
     fit_centre,
     held_out_cross_entropy,
     main,
+    read_rows,
     report,
     threshold_check,
 )
@@ -145,12 +146,26 @@ def test_the_command_fits_saved_rows_and_writes_a_json_report(tmp_path: Path, ca
     assert json.loads((tmp_path / "report.json").read_text())["best"]["slope"] in (1.0, 1.5)
 
 
+def test_saved_rows_keep_every_class_evidence_and_older_rows_load_without(tmp_path: Path) -> None:
+    with_classes = Row(**{**asdict(ROWS[0]), "class_evidence": (0.25, ROWS[0].evidence, -3.0)})
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps(asdict(with_classes)) + "\n" + json.dumps(asdict(ROWS[1])) + "\n")
+    assert read_rows(rows) == [with_classes, ROWS[1]]
+    assert read_rows(rows)[1].class_evidence is None
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
         ('{"zoo": "z"}\n', "rows.jsonl:1: not a calibration row"),
         ("not json\n", "rows.jsonl:1: not a calibration row"),
         (json.dumps({**asdict(ROWS[0]), "kind": "infrared"}) + "\n", "rows.jsonl:1: kind must be one of"),
+        ("[1, 2]\n", "rows.jsonl:1: not a calibration row"),
+        (json.dumps({**asdict(ROWS[0]), "class_evidence": ["a"]}) + "\n", "rows.jsonl:1: not a calibration row"),
+        (
+            json.dumps({**asdict(ROWS[0]), "class_evidence": [0.5, ROWS[0].evidence + 1]}) + "\n",
+            "rows.jsonl:1: evidence must be the largest of class_evidence",
+        ),
     ],
 )
 def test_bad_rows_are_refused_with_exit_code_2(

@@ -34,3 +34,16 @@ def test_quick_benchmark_runs_every_detector_and_prints_the_table(tmp_path: Path
         assert f"| {detector} | overall |" in result.stdout, result.stdout
         rows = [row for row in summary if row["detector"] == detector and row["group"] == "overall"]
         assert len(rows) == 1 and 0.0 <= rows[0]["auroc"] <= 1.0 and rows[0]["median_seconds"] > 0
+
+    # the calibration command reuses the run's cached rows and saves every class's evidence with each
+    saved = tmp_path / "rows.jsonl"
+    calibrate = [sys.executable, "-m", "bench.calibrate", "--zoo", str(tmp_path / "zoo"), "--split", "all"]
+    result = subprocess.run(
+        [*calibrate, "--seeds", "0", "--save", str(saved)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    classes = {m["id"]: m["num_classes"] for m in manifest["models"]}
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert sorted(r["model"] for r in rows) == sorted(classes)
+    for row in rows:
+        assert len(row["class_evidence"]) == classes[row["model"]] and max(row["class_evidence"]) == row["evidence"]
