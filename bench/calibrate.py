@@ -275,8 +275,11 @@ def read_rows(path: Path) -> list[Row]:
             raise ValueError(f"{path}:{number}: not a calibration row ({exc})") from exc
         if row.kind not in KINDS or not math.isfinite(row.evidence):
             raise ValueError(f"{path}:{number}: kind must be one of {KINDS} and evidence a finite number")
-        if row.class_evidence is not None and max(row.class_evidence, default=math.nan) != row.evidence:
-            raise ValueError(f"{path}:{number}: evidence must be the largest of class_evidence")
+        if row.class_evidence is not None:
+            if not all(math.isfinite(e) for e in row.class_evidence):
+                raise ValueError(f"{path}:{number}: class_evidence must be finite numbers")
+            if max(row.class_evidence, default=math.nan) != row.evidence:
+                raise ValueError(f"{path}:{number}: evidence must be the largest of class_evidence")
         rows.append(row)
     return rows
 

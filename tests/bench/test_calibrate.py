@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -165,6 +166,10 @@ def test_saved_rows_keep_every_class_evidence_and_older_rows_load_without(tmp_pa
         (
             json.dumps({**asdict(ROWS[0]), "class_evidence": [0.5, ROWS[0].evidence + 1]}) + "\n",
             "rows.jsonl:1: evidence must be the largest of class_evidence",
+        ),
+        (
+            json.dumps({**asdict(ROWS[0]), "class_evidence": [ROWS[0].evidence, math.nan]}) + "\n",
+            "rows.jsonl:1: class_evidence must be finite numbers",
         ),
     ],
 )
