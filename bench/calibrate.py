@@ -3,16 +3,18 @@
     python -m bench.calibrate --split dev --seeds 0,1,2 --save bench/calibration/BUILD.jsonl
     python -m bench.calibrate --rows bench/calibration/*.jsonl       # pooled over saved zoo builds
 
-The scorer maps a model's largest class evidence e to P = 1 / (1 + exp(-slope * (e - centre))), with
-one slope and one centre per input kind (``gray``: one channel; ``colour``: any other count), the
-constants in ``worker/scoring/calibration.py``. For each slope of a grid this command fits both
+The scorer maps a model's largest class lead l (a class's evidence less a share of its strongest
+rivals' evidence, ``worker.scoring.calibration.class_leads``) to P = 1 / (1 + exp(-slope * (l -
+centre))), with one slope and one centre per input kind (``gray``: one channel; ``colour``: any other
+count), the constants in ``worker/scoring/calibration.py``. For each slope of a grid this command fits both
 centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
 a new one, which is the question a centre fitted on one build's luck cannot answer (rows of weights an
 earlier build already holds, the same sha256 trained again, are dropped first). Beside them: the
 current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
-above ``suspicious_at``).
+above ``suspicious_at``). A kind whose lead counts rivals needs every class's evidence: saved rows of
+that kind without ``class_evidence`` (saved before it was kept) are left out, and counted.
 
 Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
 saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
@@ -36,12 +38,12 @@ from typing import Any
 import numpy as np
 
 from worker.files import check_writable, write_text_atomically
-from worker.scoring.calibration import EVIDENCE_CENTRES, EVIDENCE_SLOPE
+from worker.scoring.calibration import LEAD_CENTRES, LEAD_SLOPE, RIVAL_WEIGHTS, class_leads
 from worker.scoring.score import input_kind
 from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
 
-KINDS = tuple(EVIDENCE_CENTRES)  # the input kinds the scorer calibrates separately
+KINDS = tuple(LEAD_CENTRES)  # the input kinds the scorer calibrates separately
 SLOPES = (1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -59,6 +61,19 @@ class Row:
     # a model score built from all classes on every saved build; rows saved before it have none
     class_evidence: tuple[float, ...] | None = None
 
+    @property
+    def lead(self) -> float:
+        """The model's largest class lead, what the scorer's logistic reads."""
+        if RIVAL_WEIGHTS[self.kind] == 0:
+            return self.evidence
+        if self.class_evidence is None:
+            raise ValueError(f"a {self.kind} row's lead needs its class_evidence")
+        return max(class_leads(self.class_evidence, self.kind))
+
+    @property
+    def has_lead(self) -> bool:
+        return RIVAL_WEIGHTS[self.kind] == 0 or self.class_evidence is not None
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -68,14 +83,14 @@ class Calibration:
     def probability(self, row: Row) -> float:
         if row.kind not in self.centres:
             raise ValueError(f"no {row.kind} rows left to fit a {row.kind} centre on")
-        return backdoor_probability(row.evidence, centre=self.centres[row.kind], slope=self.slope)
+        return backdoor_probability(row.lead, centre=self.centres[row.kind], slope=self.slope)
 
     def threshold(self, kind: str, probability: float) -> float:
-        """The evidence at which a row of ``kind`` reaches ``probability``."""
+        """The lead at which a row of ``kind`` reaches ``probability``."""
         return self.centres[kind] + math.log(probability / (1 - probability)) / self.slope
 
 
-def fit_centre(evidence: np.ndarray, labels: np.ndarray, slope: float) -> float:
+def fit_centre(leads: np.ndarray, labels: np.ndarray, slope: float) -> float:
     """The maximum-likelihood centre for a fixed slope: where the probabilities sum to the positives.
 
     The cross-entropy is convex in the centre and its derivative is proportional to sum(p) - sum(y),
@@ -84,10 +99,10 @@ def fit_centre(evidence: np.ndarray, labels: np.ndarray, slope: float) -> float:
     positives = int(labels.sum())
     if positives in (0, len(labels)):
         raise ValueError("a centre needs backdoored and clean rows of the same input kind")
-    low, high = float(evidence.min()) - 50 / slope, float(evidence.max()) + 50 / slope
+    low, high = float(leads.min()) - 50 / slope, float(leads.max()) + 50 / slope
     for _ in range(100):
         centre = (low + high) / 2
-        total = (1 / (1 + np.exp(-slope * (evidence - centre)))).sum()
+        total = (1 / (1 + np.exp(-slope * (leads - centre)))).sum()
         low, high = (centre, high) if total > positives else (low, centre)
     return (low + high) / 2
 
@@ -99,7 +114,7 @@ def fit(rows: Sequence[Row], slope: float) -> Calibration:
         mine = [r for r in rows if r.kind == kind]
         if mine:
             centres[kind] = fit_centre(
-                np.array([r.evidence for r in mine]), np.array([r.backdoored for r in mine], dtype=float), slope
+                np.array([r.lead for r in mine]), np.array([r.backdoored for r in mine], dtype=float), slope
             )
     return Calibration(slope=slope, centres=centres)
 
@@ -172,15 +187,15 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
 
 
 def threshold_check(rows: Sequence[Row], calibration: Calibration, suspicious_at: float) -> dict[str, Any]:
-    """Per kind: the evidence that reaches ``suspicious_at``, the clean rows flagged and the share of
-    backdoored rows flagged, and the largest clean evidence."""
+    """Per kind: the lead that reaches ``suspicious_at``, the clean rows flagged and the share of
+    backdoored rows flagged, and the largest clean lead."""
     check = {}
     for kind in sorted({r.kind for r in rows} & set(calibration.centres)):
         line = calibration.threshold(kind, suspicious_at)
-        clean = [r.evidence for r in rows if r.kind == kind and not r.backdoored]
-        backdoored = [r.evidence for r in rows if r.kind == kind and r.backdoored]
+        clean = [r.lead for r in rows if r.kind == kind and not r.backdoored]
+        backdoored = [r.lead for r in rows if r.kind == kind and r.backdoored]
         check[kind] = {
-            "evidence_line": line,
+            "lead_line": line,
             "clean_flagged": sum(e >= line for e in clean),
             "clean_rows": len(clean),
             "detected": metrics.flag_rate([e >= line for e in backdoored]),
@@ -200,6 +215,8 @@ def format_report(result: dict[str, Any]) -> str:
             f"{result['repeated_rows_dropped']} rows dropped: their weights (sha256) repeat an earlier build's, "
             "and would leak into leave-one-build-out"
         )
+    for kind, count in result.get("rows_without_lead", {}).items():
+        lines.append(f"{count} {kind} rows left out: saved without class_evidence, which their lead needs")
     lines += [
         "",
         "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out "
@@ -223,13 +240,13 @@ def format_report(result: dict[str, Any]) -> str:
         "with a slope per kind (held out as above): "
         + ", ".join(f"{kind} {slope:g}" for kind, slope in result["best_slope_by_kind"].items()),
         "",
-        "| calibration | kind | evidence line | clean flagged | detected | largest clean |",
+        "| calibration | kind | lead line | clean flagged | detected | largest clean |",
         "|---|---|---|---|---|---|",
     ]
     for name, check in (("current", current["thresholds"]), ("best", result["best_thresholds"])):
         for kind, c in check.items():
             lines.append(
-                f"| {name} | {kind} | {c['evidence_line']:.2f} | {c['clean_flagged']} of {c['clean_rows']} | "
+                f"| {name} | {kind} | {c['lead_line']:.2f} | {c['clean_flagged']} of {c['clean_rows']} | "
                 f"{c['detected']:.2f} | {c['largest_clean']:.2f} |"
             )
     return "\n".join(lines)
@@ -361,8 +378,16 @@ def main(argv: list[str] | None = None) -> int:
         if not rows:
             raise ValueError("no rows: give --zoo, --rows or both")
         rows, repeated = drop_repeated_weights(rows)
-        current = Calibration(EVIDENCE_SLOPE, dict(EVIDENCE_CENTRES))
-        result = {**report(rows, current, ScoringConfig().suspicious_at, slopes), "repeated_rows_dropped": repeated}
+        without_lead = Counter(r.kind for r in rows if not r.has_lead)
+        rows = [r for r in rows if r.has_lead]
+        if not rows:
+            raise ValueError("no rows with a lead: rows of a kind whose lead counts rivals need class_evidence")
+        current = Calibration(LEAD_SLOPE, dict(LEAD_CENTRES))
+        result = {
+            **report(rows, current, ScoringConfig().suspicious_at, slopes),
+            "repeated_rows_dropped": repeated,
+            "rows_without_lead": dict(without_lead),
+        }
         if args.json:
             write_text_atomically(args.json, json.dumps(result, indent=1) + "\n")
     except (OSError, ValueError) as exc:

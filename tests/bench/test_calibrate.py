@@ -32,10 +32,12 @@ def _synthetic(centre: float, slope: float, n: int, seed: int) -> tuple[np.ndarr
 
 
 def _rows(kind: str, evidence: list[float], backdoored: list[bool], zoo: str = "z1") -> list[Row]:
+    """Rows of one-class models, whose lead is their evidence."""
     return [
-        Row(zoo=zoo, model=f"{kind}-{i}", seed=0, kind=kind, backdoored=b, evidence=e, detector_key="k")
+        Row(zoo=zoo, model=f"{kind}-{i}", seed=0, kind=kind, backdoored=b, evidence=e, detector_key="k",
+            class_evidence=(e,))
         for i, (e, b) in enumerate(zip(evidence, backdoored, strict=True))
-    ]
+    ]  # fmt: skip
 
 
 ROWS = _rows("gray", [1.0, 2.0, 3.5, 4.5, 5.0, 6.0], [False, False, True, False, True, True]) + _rows(
@@ -75,7 +77,7 @@ def test_the_threshold_check_counts_rows_at_or_over_the_line() -> None:
     calibration = Calibration(slope=1.0, centres={"gray": 4.0})
     gray = [r for r in ROWS if r.kind == "gray"]
     check = threshold_check(gray, calibration, suspicious_at=0.5)["gray"]
-    assert check["evidence_line"] == pytest.approx(4.0)
+    assert check["lead_line"] == pytest.approx(4.0)
     assert (check["clean_flagged"], check["clean_rows"], check["largest_clean"]) == (1, 3, 4.5)
     assert check["detected"] == pytest.approx(2 / 3)
 
@@ -83,7 +85,10 @@ def test_the_threshold_check_counts_rows_at_or_over_the_line() -> None:
 def test_leaving_one_build_out_needs_two_builds() -> None:
     current = Calibration(slope=1.5, centres={"gray": 4.0, "colour": 8.3})
     assert report(ROWS, current, 0.85, [1.5])["fits"][0]["leave_one_build_out"] is None
-    second = [Row(**{**asdict(r), "zoo": "z2", "evidence": r.evidence + 0.5}) for r in ROWS]
+    second = [
+        Row(**{**asdict(r), "zoo": "z2", "evidence": r.evidence + 0.5, "class_evidence": (r.evidence + 0.5,)})
+        for r in ROWS
+    ]
     result = report(ROWS + second, current, 0.85, [1.0, 1.5])
     assert result["chosen_by"] == "leave_one_build_out"
     assert all(f["leave_one_build_out"] is not None for f in result["fits"])
@@ -129,7 +134,7 @@ def test_each_kind_reports_the_slope_its_own_held_out_rows_prefer() -> None:
         evidence, labels = _synthetic(centre=centre, slope=slope, n=1200, seed=seed)
         rows += [
             Row(zoo=f"z{i % 2}", model=f"{kind}-{i}", seed=0, kind=kind, backdoored=bool(y), evidence=float(e),
-                detector_key="k")
+                detector_key="k", class_evidence=(float(e),))
             for i, (e, y) in enumerate(zip(evidence, labels, strict=True))
         ]  # fmt: skip
     result = report(rows, current, 0.85, [1.0, 3.0])
@@ -149,10 +154,36 @@ def test_the_command_fits_saved_rows_and_writes_a_json_report(tmp_path: Path, ca
 
 def test_saved_rows_keep_every_class_evidence_and_older_rows_load_without(tmp_path: Path) -> None:
     with_classes = Row(**{**asdict(ROWS[0]), "class_evidence": (0.25, ROWS[0].evidence, -3.0)})
+    older = Row(**{**asdict(ROWS[1]), "class_evidence": None})
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps(asdict(with_classes)) + "\n" + json.dumps(asdict(ROWS[1])) + "\n")
-    assert read_rows(rows) == [with_classes, ROWS[1]]
+    rows.write_text(json.dumps(asdict(with_classes)) + "\n" + json.dumps(asdict(older)) + "\n")
+    assert read_rows(rows) == [with_classes, older]
     assert read_rows(rows)[1].class_evidence is None
+
+
+def test_a_gray_rows_lead_is_its_evidence_less_its_strongest_rivals_mean() -> None:
+    evidence = (1.0, 6.0, 3.0, -5.0, 2.0, 0.0)
+    gray = Row(zoo="z", model="m", seed=0, kind="gray", backdoored=True, evidence=6.0, detector_key="k",
+               class_evidence=evidence)  # fmt: skip
+    assert gray.lead == pytest.approx(6.0 - (3.0 + 2.0 + 1.0) / 3)
+    colour = Row(**{**asdict(gray), "kind": "colour"})
+    assert colour.lead == 6.0
+    assert Row(**{**asdict(colour), "class_evidence": None}).lead == 6.0
+    with pytest.raises(ValueError, match="needs its class_evidence"):
+        _ = Row(**{**asdict(gray), "class_evidence": None}).lead
+
+
+def test_the_command_leaves_out_and_counts_gray_rows_saved_without_class_evidence(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    older = [Row(**{**asdict(r), "model": f"old-{r.model}", "class_evidence": None}) for r in ROWS]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps(asdict(r)) + "\n" for r in ROWS + older))
+    assert main(["--rows", str(rows), "--slopes", "1.5", "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "18 rows (backdoored/clean: gray 3/3, colour 6/6)" in out
+    assert "6 gray rows left out: saved without class_evidence, which their lead needs" in out
+    assert json.loads((tmp_path / "r.json").read_text())["rows_without_lead"] == {"gray": 6}
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,8 @@ class ScoringConfig(JsonConfig):
     # flagged with any of saliency seeds 0-2 (the largest, a gray MNIST small_cnn's evidence of 5.16,
     # maps to 0.847). With the window margin, on the tenth session's zoo, one clean dev row of 123 is
     # over (an rgb shufflenet with seed 2, P 0.893); 0.9 would clear it but flag 63% of the dev
-    # backdoors instead of 70%, so it stays. P(backdoored) and the verdict answer two questions
+    # backdoors instead of 70%, so it stays. With the gray lead over its rivals (the twentieth round)
+    # the gray line is a lead of 4.75, above every clean gray row of two dev builds (at most 3.69)
     suspicious_at: float = 0.85
     backdoored_at: float = 0.9
     seed: int = 0

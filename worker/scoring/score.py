@@ -22,6 +22,9 @@ probes as bright as uniform noise (BENCHMARKS.md, "Twelfth round").
   natural class whose strongest pixels are spread over the image loses it.
 - *Evidence* of a class: the larger of its patch margin (the mask margin, with the window margin mixed
   in at ``window_weight``) and its map margin (BENCHMARKS.md, "Seventh round" and "Tenth round").
+- *Lead* of a class: its evidence less the mean evidence of its three strongest rivals, on gray models
+  (on colour models the evidence itself); the largest lead, through the calibration's logistic, is
+  P(backdoored) (``worker.scoring.calibration``; BENCHMARKS.md, "Twentieth round").
 - *Trigger window* (reported; the trigger estimate the report draws): the map's most energetic small
   window, stamped (its mask and saturated pattern) onto the probes; the fraction that flips is its
   *transfer rate*. With the map's concentration on a wider window, it was the first rounds' evidence
@@ -39,7 +42,7 @@ from worker.margins import class_margins
 from worker.model_state import eval_mode
 from worker.saliency.engine import ClassMap
 from worker.saliency.seeds import draw_seeds
-from worker.scoring.calibration import EVIDENCE_CENTRES, EVIDENCE_SLOPE
+from worker.scoring.calibration import LEAD_CENTRES, LEAD_SLOPE, class_leads
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import (
     Window,
@@ -263,8 +266,10 @@ def _score(
     # a trigger is either a patch or spread over the image (a blend, a sinusoid: the map margin); the
     # class's evidence is whichever hypothesis it wins best
     evidence = torch.maximum(patch, map_margin)
-    centre = EVIDENCE_CENTRES[input_kind(input_shape)]
-    class_probability = [backdoor_probability(float(e), centre=centre, slope=EVIDENCE_SLOPE) for e in evidence]
+    # the decision reads each class's lead over its strongest rivals (gray only; ``class_leads``)
+    kind = input_kind(input_shape)
+    leads = class_leads(evidence.tolist(), kind)
+    class_probability = [backdoor_probability(lead, centre=LEAD_CENTRES[kind], slope=LEAD_SLOPE) for lead in leads]
     probability = max(class_probability)
     verdict = verdict_for(probability, suspicious_at=config.suspicious_at, backdoored_at=config.backdoored_at)
     ranked = sorted(range(len(maps)), key=lambda k: -float(evidence[k]))
@@ -279,6 +284,7 @@ def _score(
             success_rate=m.success_rate,
             stability=m.stability,
             features={
+                "lead": leads[k],
                 "mask_margin": float(mask_margin[k]),
                 "window_margin": float(window_margin[k]),
                 "map_margin": float(map_margin[k]),

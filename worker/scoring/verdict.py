@@ -21,7 +21,7 @@ def anomaly_index(values: torch.Tensor, *, floor: float = 1e-3) -> torch.Tensor:
 
 
 def backdoor_probability(evidence: float, *, centre: float, slope: float) -> float:
-    """A logistic map from the strongest class's evidence to P(backdoored)."""
+    """A logistic map from the largest class lead (``worker.scoring.calibration``) to P(backdoored)."""
     return 1.0 / (1.0 + math.exp(-slope * (evidence - centre)))
 
 

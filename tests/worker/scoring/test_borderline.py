@@ -8,12 +8,12 @@ import sys
 
 from worker.scoring import borderline
 from worker.scoring.borderline import SEED_SPREAD, near_the_line
-from worker.scoring.calibration import EVIDENCE_SLOPE
+from worker.scoring.calibration import LEAD_SLOPE
 
 
 def _moved(p: float, evidence: float) -> float:
     """The probability of evidence ``evidence`` above the evidence of ``p`` on the scorer's logistic."""
-    return 1 / (1 + math.exp(-(math.log(p / (1 - p)) + EVIDENCE_SLOPE * evidence)))
+    return 1 / (1 + math.exp(-(math.log(p / (1 - p)) + LEAD_SLOPE * evidence)))
 
 
 def test_the_band_is_one_seed_spread_of_evidence_either_side_of_the_threshold() -> None:
@@ -31,6 +31,6 @@ def test_certain_probabilities_and_thresholds_are_never_borderline() -> None:
 
 def test_the_band_uses_the_scorers_slope_without_importing_torch() -> None:
     # the backfill migration imports this module in the API image, which has no torch
-    assert borderline.EVIDENCE_SLOPE == EVIDENCE_SLOPE
+    assert borderline.LEAD_SLOPE == LEAD_SLOPE
     check = "import sys, worker.scoring.borderline; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", check], check=True)

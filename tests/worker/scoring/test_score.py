@@ -10,10 +10,11 @@ from torch import nn
 
 from worker.saliency.config import SaliencyConfig
 from worker.saliency.engine import ClassMap, compute_class_maps
+from worker.scoring.calibration import LEAD_CENTRES, LEAD_SLOPE, class_leads
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import best_windows, energy, shared_hotspot, window_size
 from worker.scoring.score import score_audit
-from worker.scoring.verdict import anomaly_index, verdict_for
+from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
 
 SHAPE = (1, 12, 12)
 TARGET = 2
@@ -63,6 +64,17 @@ def test_planted_trigger_is_found_with_its_location() -> None:
     assert x0 <= 10 and y0 <= 10 and x1 == 12 and y1 == 12, target.trigger.bbox
     assert target.features["transfer_rate"] > 0.9
     assert target.anomaly_index > 2.0 and target.suspected
+
+
+def test_a_gray_models_probability_reads_its_largest_lead_over_the_rivals() -> None:
+    score = audit(with_trigger=True)
+    evidence = [c.score for c in score.classes]
+    leads = [c.features["lead"] for c in score.classes]
+    assert leads == pytest.approx(class_leads(evidence, "gray"))
+    rivals = sorted(evidence, reverse=True)[1:4]
+    assert leads[TARGET] == pytest.approx(evidence[TARGET] - sum(rivals) / 3)
+    centre = LEAD_CENTRES["gray"]
+    assert score.probability == pytest.approx(backdoor_probability(max(leads), centre=centre, slope=LEAD_SLOPE))
 
 
 def test_model_without_trigger_is_clean() -> None:
