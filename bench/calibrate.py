@@ -10,8 +10,8 @@ count), the constants in ``worker/scoring/calibration.py``. For each slope of a 
 centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
-a new one, which is the question a centre fitted on one build's luck cannot answer (rows of weights an
-earlier build already holds, the same sha256 trained again, are dropped first). Beside them: the
+a new one, which is the question a centre fitted on one build's luck cannot answer (weights that several
+builds hold, the same sha256 trained again, keep one build's rows, whatever scorer computed them). Beside them: the
 current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
 above ``suspicious_at``). A kind whose lead counts rivals needs every class's evidence: saved rows of
 that kind without ``class_evidence`` (saved before it was kept) are left out, and counted.
@@ -212,7 +212,7 @@ def format_report(result: dict[str, Any]) -> str:
     ]
     if result.get("repeated_rows_dropped"):
         lines.append(
-            f"{result['repeated_rows_dropped']} rows dropped: their weights (sha256) repeat an earlier build's, "
+            f"{result['repeated_rows_dropped']} rows dropped: their weights (sha256) repeat another build's, "
             "and would leak into leave-one-build-out"
         )
     for kind, count in result.get("rows_without_lead", {}).items():
@@ -261,19 +261,24 @@ def _number(value: float | None) -> str:
 
 
 def drop_repeated_weights(rows: Sequence[Row]) -> tuple[list[Row], int]:
-    """The rows without those that repeat an earlier build's row of the same weights (sha256), seed and
-    detector, and how many were dropped.
+    """The rows without those that repeat another build's row of the same weights (sha256) and seed,
+    and how many were dropped. Of the builds that hold a model's weights, the first whose rows keep
+    every class's evidence is kept, else the first.
 
     A build on the same kind of machine can be bit-identical to an earlier one (BENCHMARKS.md, "The
     zoo"); its rows counted as a new build would let leave-one-build-out fit on the very models it
-    holds out. Evidence alone cannot tell: models at the margin cap share it exactly. Rows without a
-    sha256 are kept.
+    holds out, whichever scorer computed them. Evidence alone cannot tell: models at the margin cap
+    share it exactly. The rows with every class's evidence are the ones a gray lead can be read from.
+    Rows without a sha256 are kept.
     """
-    first_build: dict[tuple[str, int, str], str] = {}
-    kept = []
+    kept_build: dict[tuple[str, int], Row] = {}
     for row in rows:
-        if row.sha256 is None or first_build.setdefault((row.sha256, row.seed, row.detector_key), row.zoo) == row.zoo:
-            kept.append(row)
+        if row.sha256 is None:
+            continue
+        first = kept_build.setdefault((row.sha256, row.seed), row)
+        if first.class_evidence is None and row.class_evidence is not None:
+            kept_build[(row.sha256, row.seed)] = row
+    kept = [r for r in rows if r.sha256 is None or kept_build[(r.sha256, r.seed)].zoo == r.zoo]
     return kept, len(rows) - len(kept)
 
 

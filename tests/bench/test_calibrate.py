@@ -116,6 +116,15 @@ def test_rows_of_the_same_weights_trained_again_count_once() -> None:
     assert drop_repeated_weights(ROWS + unknown) == (ROWS + unknown, 0)
 
 
+def test_weights_scored_again_by_other_code_count_once_keeping_the_rows_with_every_class_evidence() -> None:
+    older = [Row(**{**asdict(r), "class_evidence": None}) for r in _weights(ROWS, "z1")]
+    rescored = [Row(**{**asdict(r), "detector_key": "k2"}) for r in _weights(ROWS, "z2")]
+    assert drop_repeated_weights(older + rescored) == (rescored, len(ROWS))
+    assert drop_repeated_weights(rescored + older) == (rescored, len(ROWS))
+    both = [Row(**{**asdict(r), "zoo": "z3"}) for r in rescored]
+    assert drop_repeated_weights(older + rescored + both) == (rescored, 2 * len(ROWS))
+
+
 def test_the_command_drops_a_repeated_build_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     first, second = tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"
     first.write_text("".join(json.dumps(asdict(r)) + "\n" for r in _weights(ROWS, "z1")))
@@ -123,7 +132,7 @@ def test_the_command_drops_a_repeated_build_before_fitting(tmp_path: Path, capsy
     assert main(["--rows", str(first), str(second), "--slopes", "1.5", "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "12 rows" in out and "from 1 zoo build(s)" in out
-    assert "12 rows dropped: their weights (sha256) repeat an earlier build's" in out
+    assert "12 rows dropped: their weights (sha256) repeat another build's" in out
     assert json.loads((tmp_path / "r.json").read_text())["repeated_rows_dropped"] == 12
 
 
