@@ -6,15 +6,16 @@
 The scorer maps a model's largest class lead l (a class's evidence less a share of its strongest
 rivals' evidence, ``worker.scoring.calibration.class_leads``) to P = 1 / (1 + exp(-slope * (l -
 centre))), with one slope and one centre per input kind (``gray``: one channel; ``colour``: any other
-count), the constants in ``worker/scoring/calibration.py``. For each slope of a grid this command fits both
-centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
+count), the constants in ``worker/scoring/calibration.py``. For each slope of a grid this command
+fits both centres by maximum likelihood on the rows (one per model and saliency seed) and prints the
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
-a new one, which is the question a centre fitted on one build's luck cannot answer (weights that several
-builds hold, the same sha256 trained again, keep one build's rows, whatever scorer computed them). Beside them: the
-current constants on the same rows, and the threshold check (clean rows and backdoored rows at or
-above ``suspicious_at``). A kind whose lead counts rivals needs every class's evidence: saved rows of
-that kind without ``class_evidence`` (saved before it was kept) are left out, and counted.
+a new one, which is the question a centre fitted on one build's luck cannot answer (weights that
+several builds hold, the same sha256 trained again, keep one build's rows, whatever scorer computed
+them). Beside them: the current constants on the same rows, and the threshold check (clean rows and
+backdoored rows at or above ``suspicious_at``). A kind whose lead counts rivals needs every class's
+evidence: saved rows of that kind without ``class_evidence`` (saved before it was kept) are left out,
+and counted.
 
 Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
 saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
@@ -62,17 +63,16 @@ class Row:
     class_evidence: tuple[float, ...] | None = None
 
     @property
-    def lead(self) -> float:
-        """The model's largest class lead, what the scorer's logistic reads."""
-        if RIVAL_WEIGHTS[self.kind] == 0:
-            return self.evidence
-        if self.class_evidence is None:
-            raise ValueError(f"a {self.kind} row's lead needs its class_evidence")
-        return max(class_leads(self.class_evidence, self.kind))
+    def has_lead(self) -> bool:
+        """Whether the row can give its lead: a kind whose lead counts rivals needs every class's evidence."""
+        return RIVAL_WEIGHTS[self.kind] == 0 or self.class_evidence is not None
 
     @property
-    def has_lead(self) -> bool:
-        return RIVAL_WEIGHTS[self.kind] == 0 or self.class_evidence is not None
+    def lead(self) -> float:
+        """The model's largest class lead, what the scorer's logistic reads."""
+        if not self.has_lead:
+            raise ValueError(f"a {self.kind} row's lead needs its class_evidence")
+        return self.evidence if self.class_evidence is None else max(class_leads(self.class_evidence, self.kind))
 
 
 @dataclass(frozen=True)
@@ -271,14 +271,14 @@ def drop_repeated_weights(rows: Sequence[Row]) -> tuple[list[Row], int]:
     share it exactly. The rows with every class's evidence are the ones a gray lead can be read from.
     Rows without a sha256 are kept.
     """
-    kept_build: dict[tuple[str, int], Row] = {}
+    chosen: dict[tuple[str, int], Row] = {}  # per weights and seed, a row of the build to keep
     for row in rows:
         if row.sha256 is None:
             continue
-        first = kept_build.setdefault((row.sha256, row.seed), row)
+        first = chosen.setdefault((row.sha256, row.seed), row)
         if first.class_evidence is None and row.class_evidence is not None:
-            kept_build[(row.sha256, row.seed)] = row
-    kept = [r for r in rows if r.sha256 is None or kept_build[(r.sha256, r.seed)].zoo == r.zoo]
+            chosen[(row.sha256, row.seed)] = row
+    kept = [r for r in rows if r.sha256 is None or chosen[(r.sha256, r.seed)].zoo == r.zoo]
     return kept, len(rows) - len(kept)
 
 

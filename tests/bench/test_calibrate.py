@@ -225,6 +225,13 @@ def test_bad_rows_are_refused_with_exit_code_2(
 def test_no_rows_and_a_missing_zoo_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main([]) == 2
     assert "no rows" in capsys.readouterr().err
+    older_gray = tmp_path / "older-gray.jsonl"
+    older_gray.write_text(
+        "".join(json.dumps({**asdict(r), "class_evidence": None}) + "\n" for r in ROWS if r.kind == "gray")
+    )
+    assert main(["--rows", str(older_gray), "--json", str(tmp_path / "r.json")]) == 2
+    assert "no rows with a lead" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
     assert main(["--zoo", str(tmp_path)]) == 2
     assert "manifest.json not found" in capsys.readouterr().err
 

@@ -36,9 +36,10 @@ def class_leads(evidence: Sequence[float], kind: str) -> list[float]:
     weight = RIVAL_WEIGHTS[kind]
     if weight == 0 or len(evidence) < 2:
         return [float(e) for e in evidence]
-    ranked = sorted(range(len(evidence)), key=lambda k: -evidence[k])
+    # any class's strongest rivals are among the RIVALS + 1 strongest classes
+    strongest = sorted(range(len(evidence)), key=lambda k: -evidence[k])[: RIVALS + 1]
     leads = []
     for k, own in enumerate(evidence):
-        rivals = [evidence[j] for j in ranked if j != k][:RIVALS]
+        rivals = [evidence[j] for j in strongest if j != k][:RIVALS]
         leads.append(float(own) - weight * sum(rivals) / len(rivals))
     return leads
