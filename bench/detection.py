@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from worker.allocator import retain_freed_memory
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.files import check_writable, write_text_atomically
@@ -150,6 +151,7 @@ def run_detectors(
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
     """One result row per (model, detector), from the cache where present, else computed and cached."""
+    retain_freed_memory()  # as every auditing process does (worker/allocator.py); it times both detectors alike
     done: dict[tuple[str, str], dict[str, Any]] = {}
     if cache.is_file():
         for line in cache.read_text().splitlines():

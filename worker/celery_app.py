@@ -13,12 +13,15 @@ from celery.signals import worker_process_init
 from app.core.db import dispose_engines
 from app.core.queue import make_celery
 from app.core.settings import get_settings
+from worker.allocator import retain_freed_memory
 
 celery_app = make_celery(get_settings())
 celery_app.conf.include = ["worker.tasks"]
 
 
 @worker_process_init.connect
-def _fresh_connections(**_kwargs: Any) -> None:
+def _prepare_pool_child(**_kwargs: Any) -> None:
     # A forked pool child must not reuse the parent's pooled database sockets.
     dispose_engines()
+    # It audits on the CPU when no GPU is given: keep its freed activation buffers (worker/allocator.py).
+    retain_freed_memory()

@@ -70,11 +70,13 @@ def run(args: argparse.Namespace) -> int:
     _check_seeds(args)
     # torch is imported here, not at module import, so other commands stay fast
     from app.reports.html import render_report_html
+    from worker.allocator import retain_freed_memory
     from worker.audit import resolve_device
     from worker.config import AuditConfig
     from worker.loading import load_checkpoint
     from worker.loading.types import CheckpointError, ModelSpec
 
+    retain_freed_memory()
     try:
         config = AuditConfig.from_dict(args.config)
         config = _with_seed(config, args.seed)
