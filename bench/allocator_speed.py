@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.layout_speed import parse_case  # noqa: E402
+from bench.scan_speed import save_fresh_model  # noqa: E402
+from worker.examples import NUM_CLASSES  # noqa: E402
 
 DEFAULT_CASES = (
     "small_cnn:1x28,lenet5:1x28,small_resnet:1x28,small_cnn:3x32,lenet5:3x32,shufflenet_v2_x0_5:3x32,"
@@ -45,10 +47,8 @@ def measure(cases: list[str], mode: str, rounds: int, threads: int) -> dict[str,
 
     from worker.allocator import retain_freed_memory
     from worker.detectors.base import get_detector
-    from worker.loading import registry
     from worker.loading.loader import load_checkpoint
     from worker.loading.types import ModelSpec
-    from worker.zoo.train import save_weights
 
     if mode == "retained" and not retain_freed_memory():
         raise SystemExit("this C library has no mallopt: nothing to measure")
@@ -57,17 +57,16 @@ def measure(cases: list[str], mode: str, rounds: int, threads: int) -> dict[str,
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
             arch, channels, side = parse_case(case)
-            torch.manual_seed(0)
             path = Path(folder, f"{arch}-{channels}x{side}.safetensors")
-            save_weights(registry.build(arch, num_classes=10, in_channels=channels), path)
-            spec = ModelSpec(input_shape=(channels, side, side), num_classes=10, arch=arch)
+            save_fresh_model(path, arch, channels)
+            spec = ModelSpec(input_shape=(channels, side, side), num_classes=NUM_CLASSES, arch=arch)
             models[case] = (load_checkpoint(path, spec).module, (channels, side, side))
     best: dict[str, dict[str, float]] = {case: {} for case in cases}
     for _ in range(rounds):
         for case, (model, shape) in models.items():
             for name in DETECTORS:
                 started = time.perf_counter()
-                get_detector(name).detect(model, shape, 10)
+                get_detector(name).detect(model, shape, NUM_CLASSES)
                 seconds = time.perf_counter() - started
                 best[case][name] = min(seconds, best[case].get(name, seconds))
     return {"best": best, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}

@@ -26,19 +26,22 @@ from worker.examples import NUM_CLASSES, example_model  # noqa: E402
 from worker.loading.types import CheckpointError  # noqa: E402
 
 
-def fresh_model_args(cache: Path, arch: str, input_shape: str) -> list[str]:
-    """Save ``arch`` with seeded fresh weights (10 classes) under ``cache``; return its scan arguments."""
+def save_fresh_model(path: Path, arch: str, channels: int) -> None:
+    """Save ``arch`` with seeded fresh weights (10 classes) to ``path``: for timings, whose verdicts mean nothing."""
     import torch
 
     from worker.loading import registry
     from worker.zoo.train import save_weights
 
-    channels = int(input_shape.split(",")[0])
     torch.manual_seed(0)
-    net = registry.build(arch, num_classes=NUM_CLASSES, in_channels=channels)
-    path = cache / f"fresh-{arch}-{input_shape.replace(',', 'x')}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_weights(net, path)
+    save_weights(registry.build(arch, num_classes=NUM_CLASSES, in_channels=channels), path)
+
+
+def fresh_model_args(cache: Path, arch: str, input_shape: str) -> list[str]:
+    """Save ``arch`` with seeded fresh weights under ``cache``; return its scan arguments."""
+    path = cache / f"fresh-{arch}-{input_shape.replace(',', 'x')}.safetensors"
+    save_fresh_model(path, arch, int(input_shape.split(",")[0]))
     return [str(path), "--arch", arch, "--input-shape", input_shape, "--num-classes", str(NUM_CLASSES)]
 
 
