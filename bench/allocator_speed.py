@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO))
 from bench.layout_speed import parse_case  # noqa: E402
 from bench.scan_speed import save_fresh_model  # noqa: E402
 from worker.examples import NUM_CLASSES  # noqa: E402
+from worker.loading import registry  # noqa: E402
+from worker.loading.types import CheckpointError  # noqa: E402
 
 DEFAULT_CASES = (
     "small_cnn:1x28,lenet5:1x28,small_resnet:1x28,small_cnn:3x32,lenet5:3x32,shufflenet_v2_x0_5:3x32,"
@@ -92,6 +94,12 @@ def main() -> int:
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds and --threads must be at least 1")
     cases = args.cases.split(",")
+    try:  # every case checked before a child starts
+        for case in cases:
+            registry.describe(parse_case(case)[0])
+    except (ValueError, CheckpointError) as exc:
+        print(f"error: bad case in --cases {args.cases!r} (arch:CxS, e.g. small_cnn:1x28): {exc}", file=sys.stderr)
+        return 2
     if args.child:
         print(json.dumps(measure(cases, args.child, args.rounds, args.threads)))
         return 0
