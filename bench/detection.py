@@ -16,7 +16,8 @@ interval; target top-1 on the backdoored models it flagged; cross-entropy of ``p
 seconds per model.
 
 Then our detector against each baseline on the same models (overall, each part): the AUROC
-difference with a paired bootstrap interval, and the median of the per-model time ratios.
+difference with a paired bootstrap interval, the median of the per-model time ratios and both total
+times; and the times alone per part and architecture, where the time target is won or lost.
 
 With ``--seeds N`` (odd) every detector runs with seeds S..S+N-1 (S = ``--seed``; each seed is cached
 on its own) and a model's row is its median run (``worker.median_seed``, as ``scan --seeds`` reports),
@@ -180,7 +181,15 @@ def run_detectors(
                 done[key] = _row(entry, detector, detection, key[1])
                 with cache.open("a") as handle:
                     handle.write(json.dumps(done[key]) + "\n")
-            rows.append({**done[key], "split": entry["split"], "family": entry["family"], "part": entry["part"]})
+            rows.append(
+                {
+                    **done[key],
+                    "split": entry["split"],
+                    "family": entry["family"],
+                    "part": entry["part"],
+                    "arch": entry["arch"],
+                }
+            )
     return rows
 
 
@@ -274,24 +283,42 @@ def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
-    """``reference`` against every other detector on the models both ran, overall and per part: the
-    AUROC difference (reference minus other) with its paired bootstrap interval, and the median over
-    models of the reference's seconds divided by the other's (below 1: the reference is faster)."""
+def _paired(rows: list[dict[str, Any]], reference: str) -> dict[str, tuple[dict[str, dict[str, Any]], list[str]]]:
+    """Per other detector: its rows by model, and the models the reference also ran, in the reference's order."""
     by_detector: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
         by_detector.setdefault(row["detector"], {})[row["model"]] = row
     mine = by_detector.get(reference, {})
+    return {
+        other: (by_detector[other], [m for m in mine if m in by_detector[other]])
+        for other in sorted(set(by_detector) - {reference})
+    }
+
+
+def _timing(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Paired rows of two detectors: the median of the per-model time ratios (below 1: the first is
+    faster), on how many models the first was faster, and both total times."""
+    ratios = [a["seconds"] / b["seconds"] for a, b in zip(mine, theirs, strict=True)]
+    return {
+        "median_time_ratio": statistics.median(ratios),
+        "faster_on": sum(r < 1 for r in ratios),
+        "seconds": (sum(a["seconds"] for a in mine), sum(b["seconds"] for b in theirs)),
+    }
+
+
+def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """``reference`` against every other detector on the models both ran, overall and per part: the
+    AUROC difference (reference minus other) with its paired bootstrap interval, and the timing
+    (``_timing``)."""
+    mine = {r["model"]: r for r in rows if r["detector"] == reference}
     comparisons = []
-    for other in sorted(set(by_detector) - {reference}):
-        shared = [m for m in mine if m in by_detector[other]]
+    for other, (theirs, shared) in _paired(rows, reference).items():
         for group in ["overall", *sorted({mine[m]["part"] for m in shared})]:
             models = [m for m in shared if group in ("overall", mine[m]["part"])]
             labels = [int(mine[m]["backdoored"]) for m in models]
             difference, low, high = metrics.auroc_difference(
-                [mine[m]["probability"] for m in models], [by_detector[other][m]["probability"] for m in models], labels
+                [mine[m]["probability"] for m in models], [theirs[m]["probability"] for m in models], labels
             )
-            ratios = [mine[m]["seconds"] / by_detector[other][m]["seconds"] for m in models]
             comparisons.append(
                 {
                     "reference": reference,
@@ -300,8 +327,28 @@ def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict
                     "models": len(models),
                     "auroc_difference": difference,
                     "interval": (low, high),
-                    "median_time_ratio": statistics.median(ratios),
-                    "faster_on": sum(r < 1 for r in ratios),
+                    **_timing([mine[m] for m in models], [theirs[m] for m in models]),
+                }
+            )
+    return comparisons
+
+
+def compare_times(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
+    """``reference``'s time against every other detector's per part and architecture, on the models
+    both ran (``_timing``); an architecture's small nets and large ones can fall on either side of 1."""
+    mine = {r["model"]: r for r in rows if r["detector"] == reference}
+    comparisons = []
+    for other, (theirs, shared) in _paired(rows, reference).items():
+        for part, arch in sorted({(mine[m]["part"], mine[m]["arch"]) for m in shared}):
+            models = [m for m in shared if (mine[m]["part"], mine[m]["arch"]) == (part, arch)]
+            comparisons.append(
+                {
+                    "reference": reference,
+                    "other": other,
+                    "part": part,
+                    "arch": arch,
+                    "models": len(models),
+                    **_timing([mine[m] for m in models], [theirs[m] for m in models]),
                 }
             )
     return comparisons
@@ -316,17 +363,38 @@ def _interval(bounds: tuple[float, float]) -> str:
     return f" ({_number(low)}-{_number(high)})" if low == low else ""
 
 
+def _time_cells(c: dict[str, Any]) -> str:
+    ours, theirs = c["seconds"]
+    return f"{c['median_time_ratio']:.2f} | {c['faster_on']} of {c['models']} | {ours:.0f} / {theirs:.0f} |"
+
+
+def _markdown(header: str, lines: list[str]) -> str:
+    return "\n".join([header, "|" + "---|" * (header.count("|") - 1), *lines])
+
+
 def format_comparison(comparisons: list[dict[str, Any]]) -> str:
     """A Markdown table, one row per baseline and group."""
-    header = "| ours vs | group | models | AUROC difference (95% CI) | median time ratio | ours faster on |"
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for c in comparisons:
-        low, high = c["interval"]
-        lines.append(
+    header = (
+        "| ours vs | group | models | AUROC difference (95% CI) | median time ratio | ours faster on "
+        "| total s (ours / other) |"
+    )
+    return _markdown(
+        header,
+        [
             f"| {c['other']} | {c['group']} | {c['models']} | {c['auroc_difference']:+.2f} "
-            f"({_number(low)} to {_number(high)}) | {c['median_time_ratio']:.2f} | {c['faster_on']} of {c['models']} |"
-        )
-    return "\n".join(lines)
+            f"({_number(c['interval'][0])} to {_number(c['interval'][1])}) | {_time_cells(c)}"
+            for c in comparisons
+        ],
+    )
+
+
+def format_times(comparisons: list[dict[str, Any]]) -> str:
+    """A Markdown table, one row per baseline, part and architecture."""
+    header = "| ours vs | part | architecture | models | median time ratio | ours faster on | total s (ours / other) |"
+    return _markdown(
+        header,
+        [f"| {c['other']} | {c['part']} | {c['arch']} | {c['models']} | {_time_cells(c)}" for c in comparisons],
+    )
 
 
 def format_table(summary: list[dict[str, Any]]) -> str:
@@ -334,15 +402,16 @@ def format_table(summary: list[dict[str, Any]]) -> str:
     targets (0.95, 0.98, 0.30) are judged on them."""
     header = "| detector | group | bd/clean | AUROC (95% CI) | TPR@5%FPR | clean FPR (95% CI) | detected |"
     header += " target top-1 | CE | median s |"
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
-    for s in summary:
-        lines.append(
+    return _markdown(
+        header,
+        [
             f"| {s['detector']} | {s['group']} | {s['backdoored']}/{s['clean']} | "
             f"{_number(s['auroc'], 3)}{_interval(s['auroc_interval'])} | {_number(s['tpr_at_5_fpr'])} | "
             f"{_number(s['clean_fpr'])}{_interval(s['clean_fpr_interval'])} | {_number(s['detected'])} | "
             f"{_number(s['target_top1'])} | {_number(s['cross_entropy'], 3)} | {s['median_seconds']:.1f} |"
-        )
-    return "\n".join(lines)
+            for s in summary
+        ],
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -432,9 +501,12 @@ def main(argv: list[str] | None = None) -> int:
           f"detectors {', '.join(names)}, {seeding}")  # fmt: skip
     print(format_table(summary))
     comparisons = compare(rows)
+    times = compare_times(rows)
     if comparisons:
         print()
         print(format_comparison(comparisons))
+        print()
+        print(format_times(times))
     if args.json:
         payload = {
             "zoo_build": build,
@@ -442,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             "rows": rows,
             "summary": summary,
             "comparisons": comparisons,
+            "times": times,
         }
         write_text_atomically(args.json, json.dumps(payload, indent=1) + "\n")
     return 0

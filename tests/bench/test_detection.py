@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 import torch
 
-from bench.detection import compare, format_comparison, format_table, median_rows, summarise
+from bench.detection import (
+    compare,
+    compare_times,
+    format_comparison,
+    format_table,
+    format_times,
+    median_rows,
+    summarise,
+)
 
 
 def _row(model: str, family: str, probability: float, verdict: str, top: int, targets: list[int]) -> dict[str, Any]:
@@ -23,6 +31,7 @@ def _row(model: str, family: str, probability: float, verdict: str, top: int, ta
         "verdict": verdict,
         "suspected_classes": [top, (top + 1) % 10],
         "seconds": 2.0,
+        "arch": "small_cnn",
     }
 
 
@@ -95,7 +104,26 @@ def test_our_detector_is_compared_with_each_baseline_on_the_same_models() -> Non
     # ours: b1, b2 (0.9, 0.5) vs c1, c2 (0.1, 0.6) -> 3/4; the baseline: (0.9, 0.6) vs (0.1, 0.5) -> 4/4
     assert overall["auroc_difference"] == pytest.approx(-0.25)
     assert overall["median_time_ratio"] == pytest.approx(0.25) and overall["faster_on"] == 3
+    assert overall["seconds"] == (4.0, 13.0)
     assert "| mmbd | overall | 4 | -0.25 (" in format_comparison([overall])
+    assert format_comparison([overall]).endswith("| 0.25 | 3 of 4 | 4 / 13 |")
+
+
+def test_times_are_compared_per_part_and_architecture() -> None:
+    """The time target is won or lost per architecture: a small net where the baseline is faster must
+    show up even when the median over all models is under 1."""
+    archs = {"c1": "lenet5", "b1": "lenet5"}
+    ours = [{**r, "detector": "agnostic", "arch": archs.get(r["model"], r["arch"])} for r in ROWS]
+    # the baseline takes 1 s on the small_cnns (ours 2 s) and 8 s on the lenet5s; it skipped w1
+    baseline = [
+        {**r, "detector": "mmbd", "seconds": 8.0 if r["arch"] == "lenet5" else 1.0} for r in ours if r["model"] != "w1"
+    ]
+    (lenet5, small_cnn) = compare_times(ours + baseline)
+    assert (lenet5["part"], lenet5["arch"], lenet5["models"]) == ("gray", "lenet5", 2)
+    assert (lenet5["median_time_ratio"], lenet5["faster_on"], lenet5["seconds"]) == (0.25, 2, (4.0, 16.0))
+    assert (small_cnn["arch"], small_cnn["models"], small_cnn["median_time_ratio"]) == ("small_cnn", 2, 2.0)
+    assert small_cnn["faster_on"] == 0
+    assert "| mmbd | gray | small_cnn | 2 | 2.00 | 0 of 2 | 4 / 2 |" in format_times([lenet5, small_cnn])
 
 
 def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
