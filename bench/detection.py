@@ -46,7 +46,8 @@ from worker.detectors.base import Detection, Detector, available, get_detector
 from worker.files import check_writable, write_text_atomically
 from worker.median_seed import median_run
 from worker.zoo import metrics
-from worker.zoo.build import build_zoo, load_dataset, read_manifest
+from worker.zoo.build import build_zoo, read_manifest
+from worker.zoo.data import load_dataset
 from worker.zoo.provenance import build_hash, this_machine
 
 REPO = Path(__file__).resolve().parents[1]

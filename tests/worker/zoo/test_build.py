@@ -15,8 +15,9 @@ from safetensors.torch import load_file
 from worker.loading import registry
 from worker.zoo import build
 from worker.zoo.attacks import BadNetsPatch
-from worker.zoo.build import ZooModel, build_zoo, plan, rejection, tint
-from worker.zoo.data import FASHION_MNIST_DIR
+from worker.zoo.build import build_zoo, rejection
+from worker.zoo.data import FASHION_MNIST_DIR, tint
+from worker.zoo.plan import QUICK_TRAIN_SIZE, ZooModel, plan
 from worker.zoo.train import TrainedModel
 
 
@@ -43,7 +44,7 @@ def test_full_plan_has_twins_splits_and_enough_test_models() -> None:
 def test_quick_plan_is_small_and_has_its_twins() -> None:
     models = plan(quick=True)
     assert len(models) <= 6
-    assert all(m.train_size == build.QUICK_TRAIN_SIZE for m in models)
+    assert all(m.train_size == QUICK_TRAIN_SIZE for m in models)
     assert all(m.twin in {c.id for c in models} for m in models if m.attacks)
 
 
