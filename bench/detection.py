@@ -18,6 +18,8 @@ seconds per model.
 Then our detector against each baseline on the same models (overall, each part): the AUROC
 difference with a paired bootstrap interval, the median of the per-model time ratios and both total
 times; and the times alone per part and architecture, where the time target is won or lost.
+Last, the issue's targets for our detector, overall and per part, each met or missed
+(``bench/targets.py``).
 
 With ``--seeds N`` (odd) every detector runs with seeds S..S+N-1 (S = ``--seed``; each seed is cached
 on its own) and a model's row is its median run (``worker.median_seed``, as ``scan --seeds`` reports),
@@ -40,6 +42,7 @@ from typing import Any
 
 import torch
 
+from bench.targets import check_targets, format_targets
 from worker.allocator import retain_freed_memory
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
@@ -508,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         print(format_comparison(comparisons))
         print()
         print(format_times(times))
+    targets = check_targets(summary, comparisons, REFERENCE)
+    if targets:
+        print()
+        print(format_targets(targets))
     if args.json:
         payload = {
             "zoo_build": build,
@@ -516,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": summary,
             "comparisons": comparisons,
             "times": times,
+            "targets": targets,
         }
         write_text_atomically(args.json, json.dumps(payload, indent=1) + "\n")
     return 0
