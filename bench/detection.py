@@ -287,16 +287,21 @@ def _metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _paired(rows: list[dict[str, Any]], reference: str) -> dict[str, tuple[dict[str, dict[str, Any]], list[str]]]:
-    """Per other detector: its rows by model, and the models the reference also ran, in the reference's order."""
-    by_detector: dict[str, dict[str, dict[str, Any]]] = {}
+Rows = dict[str, dict[str, Any]]  # one detector's rows by model id
+
+
+def _paired(rows: list[dict[str, Any]], reference: str) -> tuple[Rows, dict[str, tuple[Rows, list[str]]]]:
+    """The reference's rows by model, and per other detector its rows by model and the models both
+    ran, in the reference's order."""
+    by_detector: dict[str, Rows] = {}
     for row in rows:
         by_detector.setdefault(row["detector"], {})[row["model"]] = row
     mine = by_detector.get(reference, {})
-    return {
+    others = {
         other: (by_detector[other], [m for m in mine if m in by_detector[other]])
         for other in sorted(set(by_detector) - {reference})
     }
+    return mine, others
 
 
 def _timing(mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -314,9 +319,9 @@ def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict
     """``reference`` against every other detector on the models both ran, overall and per part: the
     AUROC difference (reference minus other) with its paired bootstrap interval, and the timing
     (``_timing``)."""
-    mine = {r["model"]: r for r in rows if r["detector"] == reference}
+    mine, others = _paired(rows, reference)
     comparisons = []
-    for other, (theirs, shared) in _paired(rows, reference).items():
+    for other, (theirs, shared) in others.items():
         for group in ["overall", *sorted({mine[m]["part"] for m in shared})]:
             models = [m for m in shared if group in ("overall", mine[m]["part"])]
             labels = [int(mine[m]["backdoored"]) for m in models]
@@ -340,9 +345,9 @@ def compare(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict
 def compare_times(rows: list[dict[str, Any]], reference: str = REFERENCE) -> list[dict[str, Any]]:
     """``reference``'s time against every other detector's per part and architecture, on the models
     both ran (``_timing``); an architecture's small nets and large ones can fall on either side of 1."""
-    mine = {r["model"]: r for r in rows if r["detector"] == reference}
+    mine, others = _paired(rows, reference)
     comparisons = []
-    for other, (theirs, shared) in _paired(rows, reference).items():
+    for other, (theirs, shared) in others.items():
         for part, arch in sorted({(mine[m]["part"], mine[m]["arch"]) for m in shared}):
             models = [m for m in shared if (mine[m]["part"], mine[m]["arch"]) == (part, arch)]
             comparisons.append(
