@@ -163,9 +163,10 @@ def load_mnist(split: Split | Literal["all"] = "all") -> tuple[Tensor, Tensor]:
 # The zoo's data sets, built on the readers above.
 
 TEST_IMAGES = 2000  # per data set, the first test images: enough for accuracy to +-1%
+RGB_SIDE = 32  # the rgb data set's images are resized to RGB_SIDE x RGB_SIDE
 
 
-def tint(images: Tensor, seed: int, size: int = 32) -> Tensor:
+def tint(images: Tensor, seed: int, size: int = RGB_SIDE) -> Tensor:
     """Gray images -> RGB: resized, foreground and background each given a random colour per image.
 
     Colour varies per image so that no colour is a class cue, and a coloured trigger is something
@@ -184,6 +185,7 @@ def _tint_colours(count: int, seed: int) -> tuple[Tensor, Tensor]:
 
 
 def _colourise(images: Tensor, foreground: Tensor, background: Tensor, size: int) -> Tensor:
+    """Gray images resized to ``size`` and painted: black becomes the background, white the foreground."""
     gray = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     return background * (1 - gray) + foreground * gray
 
@@ -207,7 +209,7 @@ class DataSet:
         if self.tint_seed is not None:
             # the whole set's colours are drawn, so an image's colour does not depend on the subset
             foreground, background = _tint_colours(len(self.train[1]), self.tint_seed)
-            images = _colourise(images, foreground[indices], background[indices], 32)
+            images = _colourise(images, foreground[indices], background[indices], RGB_SIDE)
         return images, labels
 
 
