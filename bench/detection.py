@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from bench.targets import check_targets, format_targets
+from bench.targets import check_targets
 from worker.allocator import retain_freed_memory
 from worker.audit import resolve_device
 from worker.detectors.base import Detection, Detector, available, get_detector
@@ -403,6 +403,21 @@ def format_times(comparisons: list[dict[str, Any]]) -> str:
     return _markdown(
         header,
         [f"| {c['other']} | {c['part']} | {c['arch']} | {c['models']} | {_time_cells(c)}" for c in comparisons],
+    )
+
+
+def format_targets(results: list[dict[str, Any]]) -> str:
+    """A Markdown table of ``bench.targets.check_targets``: one row per target, one column per group,
+    each cell the value and its verdict."""
+    groups = list(dict.fromkeys(r["group"] for r in results))
+    cells: dict[str, dict[str, str]] = {}
+    for r in results:
+        verdict = {True: "met", False: "**missed**", None: "n/a"}[r["met"]]
+        value = "" if r["value"] != r["value"] else f"{r['value']:.3f} "
+        cells.setdefault(r["target"], {})[r["group"]] = value + verdict
+    return _markdown(
+        "| target | " + " | ".join(groups) + " |",
+        [f"| {target} | " + " | ".join(row.get(g, "") for g in groups) + " |" for target, row in cells.items()],
     )
 
 

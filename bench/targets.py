@@ -75,18 +75,3 @@ def _source(
     if source == "patches":
         return groups.get(PATCH_FAMILY if group == "overall" else f"{group} {PATCH_FAMILY}")
     return groups.get(group)
-
-
-def format_targets(results: list[dict[str, Any]]) -> str:
-    """A Markdown table: one row per target, one column per group, each cell the value and its verdict."""
-    groups = list(dict.fromkeys(r["group"] for r in results))
-    cells: dict[str, dict[str, str]] = {}
-    for r in results:
-        verdict = {True: "met", False: "**missed**", None: "n/a"}[r["met"]]
-        value = "" if r["value"] != r["value"] else f"{r['value']:.3f} "
-        cells.setdefault(r["target"], {})[r["group"]] = value + verdict
-    header = "| target | " + " | ".join(groups) + " |"
-    lines = [header, "|" + "---|" * (len(groups) + 1)]
-    for target, by_group in cells.items():
-        lines.append(f"| {target} | " + " | ".join(by_group.get(g, "") for g in groups) + " |")
-    return "\n".join(lines)

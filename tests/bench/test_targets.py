@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.targets import check_targets, format_targets
+from bench.detection import format_targets
+from bench.targets import check_targets
 
 
 def _group(group: str, **metrics: float) -> dict[str, Any]:
