@@ -36,9 +36,12 @@ from worker.zoo.data import load_fashion_mnist, load_mnist, tint
 QUICK_TRAIN_SIZE = 8000
 # for attacks that 2 epochs on 12k images did not teach (low poison rate, warping, sinusoid, image blends)
 LONGER: dict[str, Any] = {"train_size": 20_000, "epochs": 4}
+# mobilenet_v3_small learns at 32x32 with the longer recipe at a lower peak lr (_plan_mobilenet_test)
+MOBILENET: dict[str, Any] = {**LONGER, "lr": 3e-3}
 # trigger colours: one value per channel of the gray part, three of the rgb part
 WHITE, GREY = (1.0,), (0.6,)
 RED, GREEN, BLUE, YELLOW = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.2, 1.0), (1.0, 1.0, 0.0)
+RGB_WHITE = (1.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -419,19 +422,41 @@ def _plan_mobilenet_test() -> Iterator[ZooModel]:
     seeds (seed 0 is the twin) and four backdoors: three coloured patches at random positions and a
     noise blend. Its own generator leaves every other model as it was."""
     rgb, arch = "fashion_mnist_rgb", "mobilenet_v3_small"
-    recipe = {**LONGER, "lr": 3e-3}
     rng = random.Random(5)
     for seed in range(4):
-        yield _model("rgb", rgb, arch, "clean", (), seed=seed, split="test", **recipe)
+        yield _model("rgb", rgb, arch, "clean", (), seed=seed, split="test", **MOBILENET)
     patches = [
         _random_patch(rng, 3, RED, side=32),
         _random_patch(rng, 4, GREEN, side=32, checkerboard=True),
         _random_patch(rng, 5, YELLOW, side=32),
     ]
     for seed, attack in enumerate(patches, start=60):
-        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="test", **recipe)
+        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="test", **MOBILENET)
     noise = BlendedTrigger(rng.randrange(10), 0.15, noise_seed=9)
-    yield _model("rgb", rgb, arch, "blended", (noise,), seed=63, split="test", **recipe)
+    yield _model("rgb", rgb, arch, "blended", (noise,), seed=63, split="test", **MOBILENET)
+
+
+def _plan_rgb_white() -> Iterator[ZooModel]:
+    """White patches on every rgb architecture: the classic BadNets square on colour images, which the
+    rgb part lacked (its triggers were saturated colours the tinted data never shows, and a white
+    pixel is one it can show). Five in the test split, one per architecture, added in the twenty-sixth
+    session before any of them was scored, so no setting was chosen on a white rgb trigger; two in dev
+    for later rounds (a colour test of the natural class would have to keep these). Their own
+    generator leaves every other model as it was."""
+    rgb = "fashion_mnist_rgb"
+    rng = random.Random(9)
+    patches = [
+        ("shufflenet_v2_x0_5", 3, False, "test", {}),
+        ("small_cnn", 4, True, "test", {}),
+        ("lenet5", 5, False, "test", {}),
+        ("resnet18", 3, False, "test", {}),
+        ("mobilenet_v3_small", 4, True, "test", MOBILENET),
+        ("shufflenet_v2_x0_5", 4, True, "dev", {}),
+        ("small_cnn", 3, False, "dev", {}),
+    ]
+    for seed, (arch, size, checkerboard, split, recipe) in enumerate(patches, start=90):
+        attack = _random_patch(rng, size, RGB_WHITE, side=32, checkerboard=checkerboard)
+        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split=split, **recipe)
 
 
 def _model(
@@ -460,6 +485,7 @@ def plan(*, quick: bool = False) -> list[ZooModel]:
             _plan_mnist_dev,
             _plan_clean_test,
             _plan_mobilenet_test,
+            _plan_rgb_white,
         ):
             models += part()
     ids = [m.id for m in models]
