@@ -31,11 +31,13 @@ model = torch.nn.Sequential(
 )
 config = SaliencyConfig(iterations=4, refine_iterations=1)
 compute_class_maps(model, (1, 28, 28), 10, config)  # the first run maps its buffers in either way
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-maps = compute_class_maps(model, (1, 28, 28), 10, config)
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+faults = []
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    maps = compute_class_maps(model, (1, 28, 28), 10, config)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 digest = hashlib.sha256(b"".join(m.raw.numpy().tobytes() for m in maps)).hexdigest()
-print(json.dumps({"kept": kept, "faults": faults, "maps": digest}))
+print(json.dumps({"kept": kept, "faults": min(faults), "maps": digest}))
 """
 
 
@@ -49,9 +51,11 @@ def _child(mode: str) -> dict[str, object]:
 def test_kept_memory_saves_page_faults_and_changes_no_map() -> None:
     default, kept = _child("default"), _child("kept")
     assert kept["kept"] is True
-    # a second run of the same steps: glibc maps the 16 MB activations afresh (about 150,000 faults
-    # here), kept memory serves them from the heap (none here)
-    assert int(kept["faults"]) * 10 < int(default["faults"])
+    # later runs of the same steps, the quietest of four compared: glibc maps the 16 MB activations
+    # afresh by default (15,000-150,000 faults a run, by machine; its dynamic mmap threshold soaks up
+    # some of them on some machines, so a single run's count varies twofold), kept memory serves them
+    # from the heap (0-2,000)
+    assert int(kept["faults"]) * 5 < int(default["faults"])
     assert kept["maps"] == default["maps"]
 
 
