@@ -34,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="only this split's models, and the clean twins its backdoored models are judged against",
     )
     build.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    build.add_argument(
+        "--kernels",
+        choices=("avx2", "native"),
+        default="avx2",
+        help="avx2 (default): train with the AVX2 kernels of torch, oneDNN and MKL, so a recipe trains to the "
+        "same bits on every x86-64 machine with AVX2; native: this CPU's fastest kernels (the weights then "
+        "depend on the kind of machine)",
+    )
     build.set_defaults(handler=run_build)
 
 
@@ -44,12 +52,17 @@ def run_build(args: argparse.Namespace) -> int:
     from worker.zoo.build import build_zoo
     from worker.zoo.data import DatasetError
     from worker.zoo.plan import plan
-    from worker.zoo.provenance import build_hash
+    from worker.zoo.provenance import KernelPinError, build_hash, pin_kernels
 
     if args.threads is not None:
         if args.threads < 1:
             raise CommandError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.kernels == "avx2":  # before the plan, whose seeded positions are torch's first ops
+        try:
+            pin_kernels()
+        except KernelPinError as exc:
+            raise CommandError(f"{exc}; pass --kernels native to train with this machine's own") from exc
     selected = [m for m in plan(quick=args.quick) if args.only is None or fnmatch.fnmatch(m.id, args.only)]
     if not selected:
         raise CommandError(

@@ -5,11 +5,19 @@ and CPU kernels: of three builds on this project's 2-core machines, the thirteen
 sessions' are bit-identical and the fourteenth's differs (BENCHMARKS.md, "The zoo"). So each manifest
 entry records the machine that trained it, and the benchmarks name the build they measured by a hash
 of the weights themselves, and the machine they ran on (their seconds depend on it).
+
+Three kinds of machine gave three sets of weights (Intel AVX-512, AMD AVX-512, AMD AVX2), and which
+rgb target a build missed followed the kind. ``pin_kernels`` takes the kind out: it sends torch's own
+kernels, oneDNN's and MKL's to their AVX2 code paths, which every x86-64 machine of the last decade
+has. On an AMD EPYC that dispatches AVX-512, pinned training reproduced the AVX2 machine's weights
+bit for bit (the thirtieth session, BENCHMARKS.md "The zoo"); torch's variable alone did not, oneDNN's
+convolutions differ too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +26,34 @@ from typing import Any
 import torch
 
 CPUINFO = Path("/proc/cpuinfo")
+# the libraries' own switches; each is read when the library first computes, so set before any op
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+
+class KernelPinError(RuntimeError):
+    """torch runs other kernels than the pinned ones: it had computed already, or the CPU lacks AVX2."""
+
+
+def pin_kernels() -> None:
+    """Make this process train with the AVX2 kernels of torch, oneDNN and MKL, whatever the CPU offers."""
+    before = {name: os.environ.get(name) for name in PINNED_KERNELS}
+    os.environ.update(PINNED_KERNELS)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability != "AVX2":
+        for name, value in before.items():  # a refused pin leaves no switch for child processes to inherit
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+        raise KernelPinError(
+            f"torch runs its {capability} kernels, not the pinned AVX2 ones: this CPU lacks AVX2, or torch "
+            "had computed before the pin"
+        )
+
+
+def pinned_kernels() -> dict[str, str]:
+    """The kernel switches set in this process's environment (empty: each library picks the CPU's best)."""
+    return {name: os.environ[name] for name in PINNED_KERNELS if name in os.environ}
 
 
 def build_hash(models: Iterable[Mapping[str, Any]]) -> str:
@@ -40,10 +76,11 @@ def cpu_name(cpuinfo: Path = CPUINFO) -> str:
 def this_machine() -> dict[str, Any]:
     """What decides trained bits besides the recipe, and a benchmark's seconds besides the code: torch's
     version, the CPU, the vector kernels torch dispatches to on it (``AVX2``, ``AVX512``, ...) and the
-    number of threads its reductions use."""
+    number of threads its reductions use, and the kernel switches set (``pin_kernels``)."""
     return {
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "kernels": pinned_kernels(),
         "threads": torch.get_num_threads(),
     }

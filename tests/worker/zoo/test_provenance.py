@@ -1,12 +1,28 @@
-"""A zoo build's name (the hash of its weights) and the training machine each manifest entry records."""
+"""A zoo build's name (the hash of its weights), the training machine each manifest entry records, and
+the kernel pin that makes the weights the same on every kind of x86-64 machine."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import torch
 
-from worker.zoo.provenance import build_hash, cpu_name, this_machine
+from worker.zoo.provenance import (
+    CPUINFO,
+    PINNED_KERNELS,
+    KernelPinError,
+    build_hash,
+    cpu_name,
+    pin_kernels,
+    this_machine,
+)
+
+HAS_AVX2 = CPUINFO.is_file() and " avx2" in CPUINFO.read_text()
 
 
 def test_build_hash_names_the_set_of_weights_whatever_their_order() -> None:
@@ -30,3 +46,30 @@ def test_this_machine_records_what_decides_bits_and_seconds() -> None:
     assert machine["torch"] == torch.__version__
     assert machine["threads"] == torch.get_num_threads()
     assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and machine["cpu"]
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="the pin needs a CPU with AVX2")
+def test_a_fresh_process_pinned_before_its_first_op_runs_and_records_the_avx2_kernels() -> None:
+    script = (
+        "import json, torch\n"
+        "from worker.zoo.provenance import pin_kernels, this_machine\n"
+        "pin_kernels()\n"
+        "torch.nn.functional.conv2d(torch.ones(1, 3, 8, 8), torch.ones(4, 3, 3, 3))\n"
+        "print(json.dumps(this_machine()))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    machine = json.loads(done.stdout)
+    assert machine["cpu_capability"] == "AVX2"
+    assert machine["kernels"] == PINNED_KERNELS
+
+
+def test_a_pin_after_torch_chose_other_kernels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PINNED_KERNELS:  # restored after the test, so no later process inherits the pin
+        monkeypatch.setenv(name, "")
+    torch.ones(2, 2).sum()  # torch has computed in this process, with the CPU's own kernels
+    if torch.backends.cpu.get_cpu_capability() == "AVX2":
+        pin_kernels()  # the CPU's own kernels are the pinned ones: nothing to refuse
+    else:
+        with pytest.raises(KernelPinError, match="not the pinned AVX2 ones"):
+            pin_kernels()
+        assert all(os.environ[name] == "" for name in PINNED_KERNELS)  # the switches as they were
