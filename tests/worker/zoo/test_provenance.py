@@ -1,5 +1,5 @@
 """A zoo build's name (the hash of its weights), the training machine each manifest entry records, and
-the kernel pin that makes the weights the same on every kind of x86-64 machine."""
+the kernel pin that makes the weights the same across kinds of machine."""
 
 from __future__ import annotations
 
