@@ -9,11 +9,11 @@ of the weights themselves, and the machine they ran on (their seconds depend on 
 Three kinds of machine gave three sets of weights (Intel AVX-512, AMD AVX-512, AMD AVX2), and which
 rgb target a build missed followed the kind. ``pin_kernels`` is meant to take the kind out: it
 sends torch's own kernels, oneDNN's and MKL's to their AVX2 code paths, which every x86-64 machine
-of the last decade has. On an AMD EPYC that dispatches AVX-512, pinned training reproduced the AVX2 machine's weights
-bit for bit (the thirtieth session, BENCHMARKS.md "The zoo"); torch's variable alone did not, oneDNN's
-convolutions differ too. An Intel machine has not been tried pinned; ``MKL_CBWR`` is there for it,
-since MKL takes other code paths on Intel than on AMD. The price: resnet18 trains about half as fast
-there, having lost AVX-512.
+of the last decade has. On an AMD EPYC that dispatches AVX-512, pinned training reproduced the AVX2
+machine's weights bit for bit (the thirtieth session, BENCHMARKS.md "The zoo"); torch's variable
+alone did not, oneDNN's convolutions differ too. An Intel machine has not been tried pinned;
+``MKL_CBWR`` is there for it, since MKL takes other code paths on Intel than on AMD. The price:
+resnet18 trains about half as fast there, having lost AVX-512 (``bench/kernel_pin.py``).
 """
 
 from __future__ import annotations
