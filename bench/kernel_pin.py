@@ -1,6 +1,6 @@
-"""What pinning the zoo's kernels costs: one planned model trained natively and with the AVX2 pin.
+"""What pinning the zoo's kernels costs: one planned model trained natively and pinned.
 
-``zoo build`` pins torch, oneDNN and MKL to their AVX2 code paths (``worker.zoo.provenance.pin_kernels``)
+``zoo build`` pins the code paths of torch, oneDNN and MKL (``worker.zoo.provenance.pin_kernels``)
 so that a recipe trains to the same bits on any kind of machine. Each model trains in a fresh process per
 setting (a pin holds only before torch's first op), one thread, and the row gives the training seconds,
 the kernels torch ran and the sha256 of the saved weights, to compare with a build's manifest.
@@ -32,12 +32,12 @@ DEFAULT_MODELS = (
     "rgb-fashion_mnist_rgb-clean-resnet18-s0,rgb-fashion_mnist_rgb-clean-mobilenet_v3_small-s0,"
     "gray-fashion_mnist-clean-small_cnn-s0"
 )
-SETTINGS = ("native", "avx2")
+SETTINGS = ("native", "pinned")
 
 
 def train_one(model_id: str, kernels: str) -> dict[str, object]:
     """In this (fresh) process: pin if asked, train the planned model, hash its saved weights."""
-    if kernels == "avx2":
+    if kernels == "pinned":
         pin_kernels()
     torch.set_num_threads(1)
     model = next(m for m in plan() if m.id == model_id)

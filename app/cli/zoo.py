@@ -36,11 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     build.add_argument(
         "--kernels",
-        choices=("avx2", "native"),
-        default="avx2",
-        help="avx2 (default): train with the AVX2 kernels of torch, oneDNN and MKL, so a recipe trains to the "
-        "same bits across kinds of machine (measured: AMD with AVX-512 and with AVX2; resnet18 trains about "
-        "half as fast); native: this CPU's fastest kernels (the weights then depend on the kind of machine)",
+        choices=("pinned", "native"),
+        default="pinned",
+        help="pinned (default): torch's and oneDNN's AVX2 kernels and MKL's vendor-neutral branch, so a recipe "
+        "trains to the same bits across kinds of machine (resnet18 trains about half as fast on AVX-512 "
+        "machines); native: this CPU's fastest kernels (the weights then depend on the kind of machine)",
     )
     build.set_defaults(handler=run_build)
 
@@ -58,7 +58,7 @@ def run_build(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise CommandError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    if args.kernels == "avx2":  # before the plan, whose seeded positions are torch's first ops
+    if args.kernels == "pinned":  # before the plan, whose seeded positions are torch's first ops
         try:
             pin_kernels()
         except KernelPinError as exc:

@@ -8,12 +8,14 @@ of the weights themselves, and the machine they ran on (their seconds depend on 
 
 Three kinds of machine gave three sets of weights (Intel AVX-512, AMD AVX-512, AMD AVX2), and which
 rgb target a build missed followed the kind. ``pin_kernels`` is meant to take the kind out: it
-sends torch's own kernels, oneDNN's and MKL's to their AVX2 code paths, which every x86-64 machine
-of the last decade has. On an AMD EPYC that dispatches AVX-512, pinned training reproduced the AVX2
-machine's weights bit for bit (the thirtieth session, BENCHMARKS.md "The zoo"); torch's variable
-alone did not, oneDNN's convolutions differ too. An Intel machine has not been tried pinned;
-``MKL_CBWR`` is there for it, since MKL takes other code paths on Intel than on AMD. The price:
-resnet18 trains about half as fast there, having lost AVX-512 (``bench/kernel_pin.py``).
+sends torch's own kernels and oneDNN's to their AVX2 code paths, which every x86-64 machine of the
+last decade has, and MKL to its COMPATIBLE branch (SSE2 without the approximate reciprocals). MKL's
+AVX2 branch, the first pin's, exists only on Intel CPUs: on others MKL quietly runs its AUTO branch,
+the vendor's own code, so an AMD and an Intel machine pinned that way trained different bits (the
+thirty-first session, BENCHMARKS.md "The zoo"); COMPATIBLE is the branch MKL documents for the same
+results on Intel and non-Intel CPUs. torch's variable alone did not make two AMD kinds agree;
+oneDNN's convolutions differ too. The price: resnet18 trains about half as fast on an AVX-512
+machine, having lost AVX-512 (``bench/kernel_pin.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 
 CPUINFO = Path("/proc/cpuinfo")
 # the libraries' own switches; each is read when the library first computes, so set before any op
-PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "COMPATIBLE"}
 
 
 class KernelPinError(RuntimeError):
@@ -37,7 +39,7 @@ class KernelPinError(RuntimeError):
 
 
 def pin_kernels() -> None:
-    """Make this process train with the AVX2 kernels of torch, oneDNN and MKL, whatever the CPU offers."""
+    """Make this process train with the pinned code paths of torch, oneDNN and MKL, whatever the CPU offers."""
     before = {name: os.environ.get(name) for name in PINNED_KERNELS}
     os.environ.update(PINNED_KERNELS)
     capability = torch.backends.cpu.get_cpu_capability()

@@ -1,5 +1,5 @@
 """``backdoor-audit zoo build`` refuses a selection that matches no planned model, with exit code 2, and
-trains with the pinned AVX2 kernels unless told otherwise."""
+trains with the pinned kernels unless told otherwise."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from worker.zoo.provenance import PINNED_KERNELS
 def test_an_empty_selection_exits_2_before_training(
     selection: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # native: this process has computed already, so the AVX2 pin would be refused first
+    # native: this process has computed already, so the pin would be refused first
     assert main(["zoo", "build", "--out", str(tmp_path / "zoo"), "--kernels", "native", *selection]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "zoo").exists()

@@ -49,7 +49,7 @@ def test_this_machine_records_what_decides_bits_and_seconds() -> None:
 
 
 @pytest.mark.skipif(not HAS_AVX2, reason="the pin needs a CPU with AVX2")
-def test_a_fresh_process_pinned_before_its_first_op_runs_and_records_the_avx2_kernels() -> None:
+def test_a_fresh_process_pinned_before_its_first_op_runs_and_records_the_pinned_kernels() -> None:
     script = (
         "import json, torch\n"
         "from worker.zoo.provenance import pin_kernels, this_machine\n"
