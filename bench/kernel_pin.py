@@ -4,7 +4,10 @@
 so that a recipe trains to the same bits on any kind of machine. Each model trains in a fresh process per
 setting (a pin holds only before torch's first op), one thread, and the row gives the training seconds,
 the kernels torch ran and the sha256 of the saved weights, to compare with a build's manifest.
-Usage: python bench/kernel_pin.py [--models ID,ID,...]
+``--mkl-branch`` (repeatable) adds a pinned row with MKL's branch set otherwise (``unset``: no
+``MKL_CBWR``): on an Intel CPU each ISA branch gives its own bits, on others MKL runs its AUTO branch
+whatever is set.
+Usage: python bench/kernel_pin.py [--models ID,ID,...] [--mkl-branch AVX2 --mkl-branch AVX2,STRICT ...]
 """
 
 from __future__ import annotations
@@ -35,10 +38,15 @@ DEFAULT_MODELS = (
 SETTINGS = ("native", "pinned")
 
 
-def train_one(model_id: str, kernels: str) -> dict[str, object]:
-    """In this (fresh) process: pin if asked, train the planned model, hash its saved weights."""
+def train_one(model_id: str, kernels: str, mkl_branch: str | None) -> dict[str, object]:
+    """In this (fresh) process: pin if asked (MKL to ``mkl_branch`` if given), train the planned model,
+    hash its saved weights. MKL reads its branch at its first call, after the pin's check."""
     if kernels == "pinned":
         pin_kernels()
+        if mkl_branch == "unset":
+            del os.environ["MKL_CBWR"]
+        elif mkl_branch is not None:
+            os.environ["MKL_CBWR"] = mkl_branch
     torch.set_num_threads(1)
     model = next(m for m in plan() if m.id == model_id)
     trained = train_zoo_model(model)
@@ -52,12 +60,21 @@ def train_one(model_id: str, kernels: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/kernel_pin.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated planned model ids")
+    parser.add_argument(
+        "--mkl-branch",
+        action="append",
+        default=[],
+        help="an MKL_CBWR value (or 'unset') for an extra pinned row, e.g. AVX2 or AVX2,STRICT; repeatable",
+    )
     parser.add_argument("--train", metavar="ID", help=argparse.SUPPRESS)  # the child's side
     parser.add_argument("--kernels", choices=SETTINGS, default="native", help=argparse.SUPPRESS)
+    parser.add_argument("--mkl-cbwr", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.train:
-        print(json.dumps(train_one(args.train, args.kernels)))
+        print(json.dumps(train_one(args.train, args.kernels, args.mkl_cbwr)))
         return 0
+    runs = [(kernels, None) for kernels in SETTINGS]
+    runs += [("pinned", branch) for branch in args.mkl_branch]
     model_ids = args.models.split(",")
     unknown = sorted(set(model_ids) - {m.id for m in plan()})
     if unknown:
@@ -66,21 +83,23 @@ def main(argv: list[str] | None = None) -> int:
     # the native child must not inherit switches set in this shell
     env = {name: value for name, value in os.environ.items() if name not in PINNED_KERNELS}
     env["PYTHONPATH"] = str(REPO)
-    print("| model | kernels | torch runs | train s | sha256 |")
-    print("|---|---|---|---|---|")
+    print("| model | kernels | MKL_CBWR | torch runs | train s | sha256 |")
+    print("|---|---|---|---|---|---|")
     for model_id in model_ids:
-        for kernels in SETTINGS:
-            done = subprocess.run(
-                [sys.executable, __file__, "--train", model_id, "--kernels", kernels],
-                capture_output=True,
-                text=True,
-                env=env,
-            )
+        for kernels, mkl_branch in runs:
+            command = [sys.executable, __file__, "--train", model_id, "--kernels", kernels]
+            if mkl_branch is not None:
+                command += ["--mkl-cbwr", mkl_branch]
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 print(done.stderr.strip().splitlines()[-1], file=sys.stderr)
                 return 2
             row = json.loads(done.stdout)
-            print(f"| {model_id} | {kernels} | {row['capability']} | {row['seconds']:.0f} | {row['sha256'][:10]} |")
+            branch = mkl_branch or (PINNED_KERNELS["MKL_CBWR"] if kernels == "pinned" else "unset")
+            print(
+                f"| {model_id} | {kernels} | {branch} | {row['capability']} | {row['seconds']:.0f} "
+                f"| {row['sha256'][:10]} |"
+            )
     return 0
 
 
