@@ -6,7 +6,8 @@ setting (a pin holds only before torch's first op), one thread, and the row give
 the kernels torch ran and the sha256 of the saved weights, to compare with a build's manifest.
 ``--mkl-branch`` (repeatable) adds a pinned row with MKL's branch set otherwise (``unset``: no
 ``MKL_CBWR``): on an Intel CPU each ISA branch gives its own bits, on others MKL runs its AUTO branch
-whatever is set.
+whatever is set. MKL takes a value it does not know for AUTO without a word (``STRICT`` alone gave the
+``unset`` row's bits), so a row's label is what was set, not necessarily what ran.
 Usage: python bench/kernel_pin.py [--models ID,ID,...] [--mkl-branch AVX2 --mkl-branch AVX2,STRICT ...]
 """
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         "--mkl-branch",
         action="append",
         default=[],
-        help="an MKL_CBWR value (or 'unset') for an extra pinned row, e.g. AVX2 or AVX2,STRICT; repeatable",
+        help="an MKL_CBWR value (or 'unset') for an extra pinned row, e.g. AVX2 or AVX2,STRICT; repeatable "
+        "(MKL runs a value it does not know as AUTO, silently)",
     )
     parser.add_argument("--train", metavar="ID", help=argparse.SUPPRESS)  # the child's side
     parser.add_argument("--kernels", choices=SETTINGS, default="native", help=argparse.SUPPRESS)
