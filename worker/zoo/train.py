@@ -151,7 +151,11 @@ def train_classifier(
         else (arch_name_or_module)
     )
     model: nn.Module = PixelNormalise(net, mean, std) if mean is not None and std is not None else net
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    # fused: the unfused Adam takes its square roots from MKL's vector library, whose bits depend on the
+    # CPU (16,839 of 100,000 float square roots not correctly rounded on an AMD Zen 4, 15,222 under
+    # QEMU's EPYC-Rome); the fused kernel uses the vector sqrt instruction, correctly rounded everywhere.
+    # So the pinned weights are the same on Intel and AMD (provenance.py; BENCHMARKS.md "The zoo").
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     steps = epochs * ((len(images) + batch_size - 1) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=max(steps, 1))
     model.train()
