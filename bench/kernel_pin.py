@@ -8,7 +8,12 @@ the kernels torch ran and the sha256 of the saved weights, to compare with a bui
 ``MKL_CBWR``): on an Intel CPU each ISA branch gives its own bits, on others MKL runs its AUTO branch
 whatever is set. MKL takes a value it does not know for AUTO without a word (``STRICT`` alone gave the
 ``unset`` row's bits), so a row's label is what was set, not necessarily what ran.
-Usage: python bench/kernel_pin.py [--models ID,ID,...] [--mkl-branch AVX2 --mkl-branch AVX2,STRICT ...]
+``--cpu-model`` (repeatable) adds a pinned row trained under QEMU's user-mode emulator presenting that
+CPU model (``qemu-x86_64 -cpu NAME``; ``qemu-x86_64 -cpu help`` lists them): its vendor, features and
+cache sizes, which is what the libraries dispatch on, with every instruction computed to the IEEE rule.
+So one machine can check that the pin gives an Intel and an AMD CPU the same bits (about 17 times
+slower: the gray small_cnn s0 takes minutes).
+Usage: python bench/kernel_pin.py [--models ID,ID,...] [--mkl-branch AVX2 ...] [--cpu-model Cascadelake-Server-v3 ...]
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +43,7 @@ DEFAULT_MODELS = (
     "gray-fashion_mnist-clean-small_cnn-s0"
 )
 SETTINGS = ("native", "pinned")
+QEMU = "qemu-x86_64"
 
 
 def train_one(model_id: str, kernels: str, mkl_branch: str | None) -> dict[str, object]:
@@ -68,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         help="an MKL_CBWR value (or 'unset') for an extra pinned row, e.g. AVX2 or AVX2,STRICT; repeatable "
         "(MKL runs a value it does not know as AUTO, silently)",
     )
+    parser.add_argument(
+        "--cpu-model",
+        action="append",
+        default=[],
+        help=f"a QEMU CPU model (e.g. Cascadelake-Server-v3, EPYC-Rome-v2) for an extra pinned row trained under "
+        f"`{QEMU} -cpu MODEL`; repeatable",
+    )
     parser.add_argument("--train", metavar="ID", help=argparse.SUPPRESS)  # the child's side
     parser.add_argument("--kernels", choices=SETTINGS, default="native", help=argparse.SUPPRESS)
     parser.add_argument("--mkl-cbwr", help=argparse.SUPPRESS)
@@ -75,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.train:
         print(json.dumps(train_one(args.train, args.kernels, args.mkl_cbwr)))
         return 0
-    runs = [(kernels, None) for kernels in SETTINGS]
-    runs += [("pinned", branch) for branch in args.mkl_branch]
+    runs: list[tuple[str, str | None, str | None]] = [(kernels, None, None) for kernels in SETTINGS]
+    runs += [("pinned", branch, None) for branch in args.mkl_branch]
+    runs += [("pinned", None, cpu_model) for cpu_model in args.cpu_model]
+    if args.cpu_model and shutil.which(QEMU) is None:
+        print("error: --cpu-model needs QEMU's user-mode emulator: apt-get install qemu-user", file=sys.stderr)
+        return 2
     model_ids = args.models.split(",")
     unknown = sorted(set(model_ids) - {m.id for m in plan()})
     if unknown:
@@ -85,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     # the native child must not inherit switches set in this shell
     env = {name: value for name, value in os.environ.items() if name not in PINNED_KERNELS}
     env["PYTHONPATH"] = str(REPO)
-    print("| model | kernels | MKL_CBWR | torch runs | train s | sha256 |")
-    print("|---|---|---|---|---|---|")
+    print("| model | CPU | kernels | MKL_CBWR | torch runs | train s | sha256 |")
+    print("|---|---|---|---|---|---|---|")
     for model_id in model_ids:
-        for kernels, mkl_branch in runs:
-            command = [sys.executable, __file__, "--train", model_id, "--kernels", kernels]
+        for kernels, mkl_branch, cpu_model in runs:
+            command = [QEMU, "-cpu", cpu_model] if cpu_model else []
+            command += [sys.executable, __file__, "--train", model_id, "--kernels", kernels]
             if mkl_branch is not None:
                 command += ["--mkl-cbwr", mkl_branch]
             done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -99,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(done.stdout)
             branch = mkl_branch or (PINNED_KERNELS["MKL_CBWR"] if kernels == "pinned" else "unset")
             print(
-                f"| {model_id} | {kernels} | {branch} | {row['capability']} | {row['seconds']:.0f} "
-                f"| {row['sha256'][:10]} |"
+                f"| {model_id} | {cpu_model or 'this one'} | {kernels} | {branch} | {row['capability']} "
+                f"| {row['seconds']:.0f} | {row['sha256'][:10]} |"
             )
     return 0
 

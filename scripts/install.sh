@@ -14,6 +14,7 @@ if [ "${BACKDOOR_AUDIT_SERVICES:-1}" = 1 ]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
   command -v npm >/dev/null || missing+=(npm)
+  command -v qemu-x86_64 >/dev/null || missing+=(qemu-user)  # emulated CPUs: the zoo pin's test
 fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing system packages: ${missing[*]}"

@@ -7,14 +7,17 @@ entry records the machine that trained it, and the benchmarks name the build the
 of the weights themselves, and the machine they ran on (their seconds depend on it).
 
 Three kinds of machine gave three sets of weights (Intel AVX-512, AMD AVX-512, AMD AVX2), and which
-rgb target a build missed followed the kind. ``pin_kernels`` is meant to take the kind out: it
-sends torch's own kernels and oneDNN's to their AVX2 code paths, which every x86-64 machine of the
-last decade has, and MKL to its COMPATIBLE branch (SSE2 without the approximate reciprocals). MKL's
-AVX2 branch, the first pin's, exists only on Intel CPUs: on others MKL quietly runs its AUTO branch,
-the vendor's own code, so an AMD and an Intel machine pinned that way trained different bits (the
-thirty-first session, BENCHMARKS.md "The zoo"); COMPATIBLE is the branch MKL documents for the same
-results on Intel and non-Intel CPUs. torch's variable alone did not make two AMD kinds agree;
-oneDNN's convolutions differ too. The price: resnet18 trains about half as fast on an AVX-512
+rgb target a build missed followed the kind. ``pin_kernels`` takes the kind out with the training
+recipe's help: it sends torch's own kernels and oneDNN's to their AVX2 code paths, which every x86-64
+machine of the last decade has, and MKL's matrix products to its COMPATIBLE branch (SSE2 without the
+approximate reciprocals), the one MKL documents for the same results on Intel and non-Intel CPUs (its
+ISA branches exist only on Intel CPUs; elsewhere it quietly runs its AUTO branch). That was not
+enough: pinned so, an Intel Xeon and an AMD EPYC trained different bits (the thirty-first and
+thirty-second sessions). Of the ops training uses, only the square root changed its bits under
+QEMU's emulated CPUs: the unfused Adam takes it from MKL's vector library, which dispatches on the CPU
+whatever the branch. ``train_classifier`` now uses the fused Adam, and with it emulated Intel and AMD
+CPUs train what the host trains (``bench/kernel_pin.py
+--cpu-model``; BENCHMARKS.md "The zoo"). The price: resnet18 trains about half as fast on an AVX-512
 machine, having lost AVX-512 (``bench/kernel_pin.py``).
 """
 

@@ -73,3 +73,34 @@ def test_a_pin_after_torch_chose_other_kernels_is_refused(monkeypatch: pytest.Mo
         with pytest.raises(KernelPinError, match="not the pinned AVX2 ones"):
             pin_kernels()
         assert all(os.environ[name] == "" for name in PINNED_KERNELS)  # the switches as they were
+
+
+PINNED_TRAINING = (
+    "import hashlib, torch\n"
+    "from worker.zoo.provenance import pin_kernels\n"
+    "pin_kernels()\n"
+    "from worker.zoo.train import train_classifier\n"
+    "g = torch.Generator().manual_seed(0)\n"
+    "x, y = torch.rand(128, 1, 28, 28, generator=g), torch.randint(0, 10, (128,), generator=g)\n"
+    "net = train_classifier('small_cnn', x, y, epochs=1, batch_size=32, test=(x[:32], y[:32])).net\n"
+    "print(hashlib.sha256(b''.join(v.numpy().tobytes() for v in net.state_dict().values())).hexdigest())\n"
+)
+EMULATED_CPUS = ("Cascadelake-Server-v3", "EPYC-Rome-v2")  # an Intel Xeon and an AMD EPYC, both with AVX2
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_AVX2, reason="the pin needs a CPU with AVX2")
+def test_pinned_training_gives_emulated_intel_and_amd_cpus_this_machines_weights() -> None:
+    """torch, oneDNN and MKL choose code by the CPU's vendor, features and caches. QEMU's user-mode
+    emulator shows the process another CPU's and computes every instruction to the IEEE rule, so a
+    library result that depends on the CPU shows as other weights. The unfused Adam failed this: its
+    square roots came from MKL's vector library."""
+    prefixes = [[], *(["qemu-x86_64", "-cpu", cpu] for cpu in EMULATED_CPUS)]
+    runs = [
+        subprocess.Popen([*prefix, sys.executable, "-c", PINNED_TRAINING], stdout=subprocess.PIPE, text=True)
+        for prefix in prefixes
+    ]
+    weights = [run.communicate(timeout=600)[0].strip() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0]
+    assert len(weights[0]) == 64
+    assert weights[1:] == [weights[0], weights[0]]
