@@ -470,6 +470,29 @@ def _plan_shufflenet_natural_dev() -> Iterator[ZooModel]:
         yield _model("rgb", "fashion_mnist_rgb", "shufflenet_v2_x0_5", "clean", (), seed=seed, split="dev")
 
 
+def _plan_rgb_white_dev() -> Iterator[ZooModel]:
+    """Eight white patches on the small rgb nets (lenet5, small_cnn), all in the dev split. The rgb
+    patch target is missed on test by white patches on small nets (small_cnn s91, lenet5 s92,
+    mobilenet s94) and weak lenet5 patches, while dev had one white patch on a small net, which every
+    seed detected; a test that keeps them had to be chosen on dev (BENCHMARKS.md, "Twenty-fourth
+    round"). mobilenet stays test-only. Their own generator leaves every other model as it was."""
+    rgb = "fashion_mnist_rgb"
+    rng = random.Random(10)
+    patches = [
+        ("lenet5", 5, False),
+        ("small_cnn", 4, True),
+        ("lenet5", 4, True),
+        ("small_cnn", 5, False),
+        ("lenet5", 3, False),
+        ("small_cnn", 3, True),
+        ("lenet5", 5, True),
+        ("small_cnn", 4, False),
+    ]
+    for seed, (arch, size, checkerboard) in enumerate(patches, start=120):
+        attack = _random_patch(rng, size, RGB_WHITE, side=32, checkerboard=checkerboard)
+        yield _model("rgb", rgb, arch, "badnets", (attack,), seed=seed, split="dev")
+
+
 def _model(
     part: str, dataset: str, arch: str, family: str, attacks: tuple[Attack, ...], *, seed: int, **options: Any
 ) -> ZooModel:
@@ -498,6 +521,7 @@ def plan(*, quick: bool = False) -> list[ZooModel]:
             _plan_mobilenet_test,
             _plan_rgb_white,
             _plan_shufflenet_natural_dev,
+            _plan_rgb_white_dev,
         ):
             models += part()
     ids = [m.id for m in models]
