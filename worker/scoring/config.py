@@ -32,6 +32,10 @@ class ScoringConfig(JsonConfig):
     patch_window: float = 0.25
     window_weight: float = 0.25
     probes_per_class: int = 16
+    # a class whose restarts point apart (mean cosine, the map's stability, under this) has each
+    # restart's own map scored as well and keeps the best evidence: merged, two restarts that found a
+    # trigger in different places dilute it. -1 turns it off (BENCHMARKS.md, "Twenty-fifth round")
+    score_restarts_below: float = 0.5
     # the mask and window tests' probes: seeds uniform in [0, patch_probe_brightness] + the source
     # class's map, kept in [0, 1]. A patch trigger learned on dark-background images barely fires on
     # probes as bright as uniform noise; on the zoo's gray dev split 0.5 raised the weakest patch
@@ -60,6 +64,8 @@ class ScoringConfig(JsonConfig):
             raise ValueError("invalid scoring config: window_weight must be in [0, 1]")
         if not 0 <= self.patch_probe_brightness <= 1:
             raise ValueError("invalid scoring config: patch_probe_brightness must be in [0, 1]")
+        if not -1 <= self.score_restarts_below <= 1:
+            raise ValueError("invalid scoring config: score_restarts_below must be a cosine in [-1, 1]")
         if self.probes_per_class < 1:
             raise ValueError("invalid scoring config: probes_per_class must be >= 1")
         if not 0 < self.suspicious_at <= self.backdoored_at <= 1:

@@ -21,7 +21,9 @@ probes as bright as uniform noise (BENCHMARKS.md, "Twelfth round").
   densest small window (``patch_window`` of the side). A patch trigger keeps most of its margin; a
   natural class whose strongest pixels are spread over the image loses it.
 - *Evidence* of a class: the larger of its patch margin (the mask margin, with the window margin mixed
-  in at ``window_weight``) and its map margin (BENCHMARKS.md, "Seventh round" and "Tenth round").
+  in at ``window_weight``) and its map margin (BENCHMARKS.md, "Seventh round" and "Tenth round"). Where
+  the class's restarts disagree (stability under ``score_restarts_below``), each restart's own map is
+  tested too and the class keeps the best evidence (BENCHMARKS.md, "Twenty-fifth round").
 - *Lead* of a class: its evidence less the mean evidence of its three strongest rivals, on gray models
   (on colour models the evidence itself); the largest lead, through the calibration's logistic, is
   P(backdoored) (``worker.scoring.calibration``; BENCHMARKS.md, "Twentieth round").
@@ -33,6 +35,7 @@ probes as bright as uniform noise (BENCHMARKS.md, "Twelfth round").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -142,9 +145,12 @@ def _clipped_margins(model: nn.Module, inputs: torch.Tensor, k: int) -> torch.Te
 
 
 @torch.no_grad()
-def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each class k, its whole map added to the other classes' probes (pixels kept in [0, 1]): the
-    mean clipped margin of k (the *map margin*) and the fraction of probes that flip to k (*dominance*).
+def _whole_map_tests(
+    model: nn.Module, probes: _Probes, raw: torch.Tensor, classes: list[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each class k in ``classes``, its whole map added to the other classes' probes (pixels kept in
+    [0, 1]): the mean clipped margin of k (the *map margin*) and the fraction of probes that flip to k
+    (*dominance*); 0 for the classes not asked for.
 
     Probes are selected by the class they stand for, not by the model's prediction: a backdoor can
     capture every probe before any map is added (a blended-noise target takes all uniform noise), and
@@ -152,7 +158,7 @@ def _whole_map_tests(model: nn.Module, probes: _Probes, raw: torch.Tensor) -> tu
     """
     margins = torch.zeros(raw.shape[0])
     rates = torch.zeros(raw.shape[0])
-    for k in range(raw.shape[0]):
+    for k in classes:
         others = probes.standing_for_others(k)
         if len(others) == 0:
             continue
@@ -180,11 +186,13 @@ def _densest_window_masks(pixel_energy: torch.Tensor, masks: torch.Tensor, side:
 
 
 @torch.no_grad()
-def _stamped_margins(model: nn.Module, probes: _Probes, raw: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """For each class k, the mean clipped margin of k over the other classes' probes once k's mask is
-    stamped with its map's saturated pattern."""
+def _stamped_margins(
+    model: nn.Module, probes: _Probes, raw: torch.Tensor, masks: torch.Tensor, classes: list[int]
+) -> torch.Tensor:
+    """For each class k in ``classes``, the mean clipped margin of k over the other classes' probes once
+    k's mask is stamped with its map's saturated pattern (0 for the classes not asked for)."""
     margins = torch.zeros(raw.shape[0])
-    for k in range(raw.shape[0]):
+    for k in classes:
         others = probes.standing_for_others(k)
         if len(others) == 0:
             continue
@@ -250,22 +258,15 @@ def _score(
     # how concentrated each map is (energy share of its best wider window), against the other classes
     _, concentration = best_windows(pixel_energy, window_size(height, width, config.window))
     anomaly = anomaly_index(concentration.cpu(), floor=0.01)
-    map_margin, dominance = _whole_map_tests(model, probes, raw)
-    masks = _top_pixel_masks(pixel_energy, config.mask_fraction)
     patch_probes = (
         probes
         if config.patch_probe_brightness == 1
         else _probes(model, raw, config, device, clean_images, brightness=config.patch_probe_brightness)
     )
-    mask_margin = _stamped_margins(model, patch_probes, raw, masks)
-    window_side = window_size(height, width, config.patch_window)
-    window_margin = _stamped_margins(model, patch_probes, raw, _densest_window_masks(pixel_energy, masks, window_side))
-    # a patch is a few pixels in one place: its mask wins the probes, and so does the part of the mask
-    # in one small window; a natural class's strongest pixels win them spread over the image
-    patch = (1 - config.window_weight) * mask_margin + config.window_weight * window_margin
-    # a trigger is either a patch or spread over the image (a blend, a sinusoid: the map margin); the
-    # class's evidence is whichever hypothesis it wins best
-    evidence = torch.maximum(patch, map_margin)
+    tests = _class_tests(model, probes, patch_probes, raw, config, list(range(len(maps))))
+    # a class whose restarts disagree keeps the best of its merged map's and its restarts' own evidence
+    restart_evidence = _restart_evidence(model, probes, patch_probes, maps, config, device)
+    evidence = torch.maximum(tests.evidence, restart_evidence)
     # the decision reads each class's lead over its strongest rivals (gray only; ``class_leads``)
     kind = input_kind(input_shape)
     leads = class_leads(evidence.tolist(), kind)
@@ -285,21 +286,89 @@ def _score(
             stability=m.stability,
             features={
                 "lead": leads[k],
-                "mask_margin": float(mask_margin[k]),
-                "window_margin": float(window_margin[k]),
-                "map_margin": float(map_margin[k]),
-                "dominance": float(dominance[k]),
+                "mask_margin": float(tests.mask_margin[k]),
+                "window_margin": float(tests.window_margin[k]),
+                "map_margin": float(tests.map_margin[k]),
+                "dominance": float(tests.dominance[k]),
                 "concentration": float(concentration[k]),
                 "transfer_rate": float(transfer[k]),
                 "shared_hotspot": float(hotspot[k]),
                 "final_probability": m.trace[-1] if m.trace else 0.0,
-            },
+                "stability": m.stability,
+            }
+            | ({"restart_evidence": float(restart_evidence[k])} if restart_evidence[k] > -math.inf else {}),
             trigger=triggers[k],
             suspected=k in suspected,
         )
         for k, m in enumerate(maps)
     ]
     return AuditScore(verdict=verdict, probability=probability, suspected_classes=suspected, classes=classes)
+
+
+@dataclass
+class _ClassTests:
+    """The per-class margins of the patch and spread-trigger tests, and the evidence they make."""
+
+    mask_margin: torch.Tensor
+    window_margin: torch.Tensor
+    map_margin: torch.Tensor
+    dominance: torch.Tensor
+    evidence: torch.Tensor
+
+
+def _class_tests(
+    model: nn.Module,
+    probes: _Probes,
+    patch_probes: _Probes,
+    raw: torch.Tensor,
+    config: ScoringConfig,
+    classes: list[int],
+) -> _ClassTests:
+    """The mask, window and map tests of the maps ``raw`` (K, C, H, W) for ``classes``, and their evidence."""
+    height, width = raw.shape[-2:]
+    pixel_energy = energy(raw)
+    map_margin, dominance = _whole_map_tests(model, probes, raw, classes)
+    masks = _top_pixel_masks(pixel_energy, config.mask_fraction)
+    mask_margin = _stamped_margins(model, patch_probes, raw, masks, classes)
+    window_masks = _densest_window_masks(pixel_energy, masks, window_size(height, width, config.patch_window))
+    window_margin = _stamped_margins(model, patch_probes, raw, window_masks, classes)
+    # a patch is a few pixels in one place: its mask wins the probes, and so does the part of the mask
+    # in one small window; a natural class's strongest pixels win them spread over the image
+    patch = (1 - config.window_weight) * mask_margin + config.window_weight * window_margin
+    # a trigger is either a patch or spread over the image (a blend, a sinusoid: the map margin); the
+    # class's evidence is whichever hypothesis it wins best
+    evidence = torch.maximum(patch, map_margin)
+    return _ClassTests(mask_margin, window_margin, map_margin, dominance, evidence)
+
+
+def _restart_evidence(
+    model: nn.Module,
+    probes: _Probes,
+    patch_probes: _Probes,
+    maps: list[ClassMap],
+    config: ScoringConfig,
+    device: torch.device,
+) -> torch.Tensor:
+    """For each class whose restarts disagree (their mean cosine, the map's stability, is under
+    ``config.score_restarts_below``), the best evidence of its restarts' own maps; -inf elsewhere.
+
+    The refine phase starts from the mean of the restarts that point the best one's way (``restart_merge``),
+    and two restarts that found a trigger apart (a cosine above zero but well under one) average to a map
+    that holds half of each: its evidence can fall under either restart's alone. Such a class keeps its
+    best restart's evidence. The probes stay the merged maps'.
+    """
+    best = torch.full((len(maps),), -math.inf)
+    split = [k for k, m in enumerate(maps) if m.stability < config.score_restarts_below and len(m.restarts) > 1]
+    if not split:
+        return best
+    merged = torch.stack([m.raw for m in maps])
+    for r in range(min(len(maps[k].restarts) for k in split)):
+        raw = merged.clone()
+        for k in split:
+            raw[k] = maps[k].restarts[r]
+        tests = _class_tests(model, probes, patch_probes, raw.to(device), config, split)
+        best[split] = torch.maximum(best[split], tests.evidence[split])
+    return best
 
 
 def _trigger(class_map: torch.Tensor, window: Window, height: int, width: int) -> TriggerEstimate:

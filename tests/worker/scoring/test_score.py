@@ -259,3 +259,38 @@ def test_probe_brightness_must_be_a_fraction() -> None:
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="patch_probe_brightness"):
             ScoringConfig(patch_probe_brightness=bad)
+
+
+def _maps_whose_restarts_disagree(stability: float) -> list[ClassMap]:
+    """Faint random maps; TARGET's two restarts point apart: the first holds the bright corner patch,
+    the second a brighter spot far from it, so their mean's strongest pixels are the spot's."""
+    raw = 0.05 * torch.randn(10, *SHAPE, generator=torch.Generator().manual_seed(0))
+    patch, spot = raw[TARGET].clone(), raw[TARGET].clone()
+    patch[0, 10:12, 10:12] = 1.0
+    spot[0, 0:3, 0:4] = 2.0
+    restarts = torch.stack([patch, spot])
+    maps = [ClassMap(k, raw[k], raw[k][None], success_rate=0.0, stability=1.0, trace=[]) for k in range(10)]
+    maps[TARGET] = ClassMap(TARGET, restarts.mean(dim=0), restarts, success_rate=0.0, stability=stability, trace=[])
+    return maps
+
+
+def test_a_class_whose_restarts_disagree_keeps_its_best_restarts_evidence() -> None:
+    model = PlantedDarkSurroundTrigger()
+    split = _maps_whose_restarts_disagree(stability=0.2)
+    rescued = score_audit(model, split, SHAPE).classes[TARGET]
+    merged_only = score_audit(model, split, SHAPE, config=ScoringConfig(score_restarts_below=-1)).classes[TARGET]
+    # the merged map's strongest pixels are the spot's: stamped, they do not fire the trigger
+    assert merged_only.score < 3.0 < 8.0 < rescued.score, (merged_only.features, rescued.features)
+    assert rescued.features["restart_evidence"] == rescued.score
+    assert "restart_evidence" not in merged_only.features
+    # the merged map's own tests are reported as they are
+    assert rescued.features["mask_margin"] == merged_only.features["mask_margin"]
+    # restarts that agree are not scored one by one
+    agreeing = score_audit(model, _maps_whose_restarts_disagree(stability=0.9), SHAPE).classes[TARGET]
+    assert agreeing.score == merged_only.score and "restart_evidence" not in agreeing.features
+
+
+def test_the_restart_threshold_must_be_a_cosine() -> None:
+    for bad in (-1.5, 1.01):
+        with pytest.raises(ValueError, match="score_restarts_below"):
+            ScoringConfig(score_restarts_below=bad)
