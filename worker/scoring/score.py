@@ -294,7 +294,6 @@ def _score(
                 "transfer_rate": float(transfer[k]),
                 "shared_hotspot": float(hotspot[k]),
                 "final_probability": m.trace[-1] if m.trace else 0.0,
-                "stability": m.stability,
             }
             | ({"restart_evidence": float(restart_evidence[k])} if restart_evidence[k] > -math.inf else {}),
             trigger=triggers[k],
