@@ -292,15 +292,17 @@ Rows = dict[str, dict[str, Any]]  # one detector's rows by model id
 
 def _paired(rows: list[dict[str, Any]], reference: str) -> tuple[Rows, dict[str, tuple[Rows, list[str]]]]:
     """The reference's rows by model, and per other detector its rows by model and the models both
-    ran, in the reference's order."""
+    ran, in the reference's order; a detector that shares no model with the reference (a run of the
+    baselines alone) has nothing to be compared on and is left out."""
     by_detector: dict[str, Rows] = {}
     for row in rows:
         by_detector.setdefault(row["detector"], {})[row["model"]] = row
     mine = by_detector.get(reference, {})
-    others = {
-        other: (by_detector[other], [m for m in mine if m in by_detector[other]])
-        for other in sorted(set(by_detector) - {reference})
-    }
+    others = {}
+    for other in sorted(set(by_detector) - {reference}):
+        shared = [m for m in mine if m in by_detector[other]]
+        if shared:
+            others[other] = (by_detector[other], shared)
     return mine, others
 
 

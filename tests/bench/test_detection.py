@@ -109,6 +109,12 @@ def test_our_detector_is_compared_with_each_baseline_on_the_same_models() -> Non
     assert format_comparison([overall]).endswith("| 0.25 | 3 of 4 | 4 / 13 |")
 
 
+def test_a_run_of_the_baselines_alone_has_nothing_to_compare() -> None:
+    """``--detectors neural-cleanse`` alone ran every model and then failed on an empty median."""
+    baseline = [{**r, "detector": "neural-cleanse"} for r in ROWS]
+    assert compare(baseline) == [] and compare_times(baseline) == []
+
+
 def test_times_are_compared_per_part_and_architecture() -> None:
     """The time target is won or lost per architecture: a small net where the baseline is faster must
     show up even when the median over all models is under 1."""
