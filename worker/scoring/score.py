@@ -265,7 +265,7 @@ def _score(
     )
     tests = _class_tests(model, probes, patch_probes, raw, config, list(range(len(maps))))
     # a class whose restarts disagree keeps the best of its merged map's and its restarts' own evidence
-    restart_evidence = _restart_evidence(model, probes, patch_probes, maps, config, device)
+    restart_evidence = _restart_evidence(model, probes, patch_probes, raw, maps, config)
     evidence = torch.maximum(tests.evidence, restart_evidence)
     # the decision reads each class's lead over its strongest rivals (gray only; ``class_leads``)
     kind = input_kind(input_shape)
@@ -344,9 +344,9 @@ def _restart_evidence(
     model: nn.Module,
     probes: _Probes,
     patch_probes: _Probes,
+    raw: torch.Tensor,
     maps: list[ClassMap],
     config: ScoringConfig,
-    device: torch.device,
 ) -> torch.Tensor:
     """For each class whose restarts disagree (their mean cosine, the map's stability, is under
     ``config.score_restarts_below``), the best evidence of its restarts' own maps; -inf elsewhere.
@@ -354,18 +354,17 @@ def _restart_evidence(
     The refine phase starts from the mean of the restarts that point the best one's way (``restart_merge``),
     and two restarts that found a trigger apart (a cosine above zero but well under one) average to a map
     that holds half of each: its evidence can fall under either restart's alone. Such a class keeps its
-    best restart's evidence. The probes stay the merged maps'.
+    best restart's evidence. The probes stay the merged maps' (``raw``, on the model's device).
     """
     best = torch.full((len(maps),), -math.inf)
     split = [k for k, m in enumerate(maps) if m.stability < config.score_restarts_below and len(m.restarts) > 1]
     if not split:
         return best
-    merged = torch.stack([m.raw for m in maps])
     for r in range(min(len(maps[k].restarts) for k in split)):
-        raw = merged.clone()
+        restart_raw = raw.clone()
         for k in split:
-            raw[k] = maps[k].restarts[r]
-        tests = _class_tests(model, probes, patch_probes, raw.to(device), config, split)
+            restart_raw[k] = maps[k].restarts[r].to(raw.device)
+        tests = _class_tests(model, probes, patch_probes, restart_raw, config, split)
         best[split] = torch.maximum(best[split], tests.evidence[split])
     return best
 
