@@ -19,15 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 
 # modes: "default" leaves glibc alone; "kept" is the worker's setting; "returned" pins glibc's mmap
-# threshold at its 128 KB starting value (M_MMAP_THRESHOLD is -3 in malloc.h), so every freed buffer
-# goes back to the kernel. glibc's default drifts between the two: its dynamic threshold rises to the
-# size of the largest block freed, and whether later runs then fault depends on the heap's layout. One
-# CI machine saw 0 faults a run by default, this one 15,000-52,000; only the pinned case is the same
-# everywhere.
+# threshold at its 128 KB starting value, so every freed buffer goes back to the kernel. glibc's
+# default drifts between the two: its dynamic threshold rises to the size of the largest block freed,
+# and whether later runs then fault depends on the heap's layout. One CI machine saw 0 faults a run
+# by default, this one 15,000-52,000; only the pinned case is the same everywhere.
 CHILD = """
 import ctypes, ctypes.util, hashlib, json, mmap, resource, sys
 import torch
-from worker.allocator import retain_freed_memory
+from worker.allocator import _M_MMAP_THRESHOLD, retain_freed_memory
 from worker.saliency.config import SaliencyConfig
 from worker.saliency.engine import compute_class_maps
 
@@ -38,7 +37,7 @@ kept = None
 if sys.argv[1] == "kept":
     kept = retain_freed_memory()
 elif sys.argv[1] == "returned":
-    ctypes.CDLL(ctypes.util.find_library("c")).mallopt(-3, 128 * 1024)
+    ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
 # does this kernel count minor faults at all? touch 1,024 fresh pages
 before, fresh = minor_faults(), mmap.mmap(-1, 1024 * mmap.PAGESIZE)
 for page in range(1024):
