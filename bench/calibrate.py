@@ -310,7 +310,7 @@ def zoo_rows(zoo: Path, split: str, seeds: Sequence[int], threads: int | None) -
     """The agnostic detector's rows of the zoo's models, from its benchmark cache or computed."""
     import torch
 
-    from bench.detection import run_detectors
+    from bench.runs import run_detectors
     from worker.detectors.base import get_detector
     from worker.zoo.build import read_manifest
     from worker.zoo.provenance import build_hash

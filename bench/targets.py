@@ -3,7 +3,7 @@
 Each target is judged overall and on each part (gray, rgb) separately, because the issue asks for
 both: a score tuned on small grayscale nets can collapse on rgb torchvision nets. The patch target
 reads the part's patch group (``gray badnets``); the two targets against MM-BD read the paired
-comparison of the same run (``bench.detection.compare``), and are left out when MM-BD did not run.
+comparison of the same run (``bench.summary.compare``), and are left out when MM-BD did not run.
 A value that cannot be computed (no backdoored model detected, say) is neither met nor missed.
 """
 

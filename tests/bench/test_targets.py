@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.detection import format_targets
+from bench.tables import format_targets
 from bench.targets import check_targets
 
 

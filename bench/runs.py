@@ -1,0 +1,210 @@
+"""Running detectors on zoo models, with a result cache that never outlives the code behind it.
+
+Each model reaches a detector the way ``scan`` loads it (``load_checkpoint`` with the manifest's
+declared architecture, shape and normalisation). Neural Cleanse gets clean images from the test split
+of the model's data set; the data-free detectors get none. Results are appended to a JSONL cache,
+keyed by model sha256, the detector's settings, seed, device and a hash of the detection code
+(``detector_key``), so an interrupted run resumes, a new detector costs only its own time and changed
+code recomputes.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from worker.allocator import retain_freed_memory
+from worker.detectors.base import Detection, Detector
+from worker.median_seed import median_run
+from worker.zoo.data import load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
+
+
+def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
+    """The zoo model as ``scan`` would load it: through the safe loader, with the declared spec."""
+    from worker.loading.loader import load_checkpoint
+    from worker.loading.types import ModelSpec
+
+    spec = ModelSpec(
+        input_shape=tuple(entry["input_shape"]),
+        num_classes=entry["num_classes"],
+        arch=entry["arch"],
+        mean=tuple(entry["mean"]) if entry["mean"] else None,
+        std=tuple(entry["std"]) if entry["std"] else None,
+    )
+    return load_checkpoint(zoo / entry["path"], spec, device=device).module
+
+
+def clean_images_for(dataset: str, count: int) -> torch.Tensor:
+    """``count`` test images of the data set, class-balanced where it can be (for Neural Cleanse)."""
+    images, labels = load_dataset(dataset).test
+    per_class = max(1, count // 10)
+    chosen = torch.cat([torch.nonzero(labels == k).flatten()[:per_class] for k in range(10)])
+    return images[chosen[:count]]
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of a first-party module (``worker.*``), or None for anything else."""
+    if not name.startswith("worker."):
+        return None
+    base = REPO / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every absolute module name ``path`` imports, at any depth of its code (lazy imports included);
+    ``from a import b`` yields both ``a`` and ``a.b``, since ``b`` may be a module."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@cache
+def code_version(*modules: str) -> str:
+    """A short hash of ``modules`` and every first-party module they import, transitively.
+
+    Constants such as the scorer's calibration live in code, not in a detector's settings; keying
+    the cache on this hash means a cached result never outlives the code that produced it, while a
+    change to one detector's code leaves the others' results valid.
+    """
+    files: set[Path] = set()
+    todo = list(modules)
+    while todo:
+        path = _module_file(todo.pop())
+        if path is not None and path not in files:
+            files.add(path)
+            todo.extend(_imported_names(path))
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
+    """Identifies a detector, its settings, seed and device *and the detection code* in the result cache.
+
+    Dataclass detectors list every option in their repr; others are expected to hold their options
+    in a ``config`` attribute with such a repr (a default object repr would never match again, which
+    only costs a recomputation).
+    """
+    config = getattr(detector, "config", None)
+    settings = f"{detector.name}:{config!r}" if config is not None else repr(detector)
+    # seed 0 on the CPU keeps the keys that results had before seeds and devices were keyed
+    run = (f"+seed={seed}" if seed else "") + (f"+device={device}" if device != "cpu" else "")
+    # the loader is part of the detection: it chooses the layout the model runs in (finalize.py)
+    return f"{settings}{run}@{code_version(type(detector).__module__, LOADER)}"
+
+
+def run_detectors(
+    zoo: Path,
+    entries: list[dict[str, Any]],
+    detectors: list[Detector],
+    *,
+    clean_images: int,
+    cache: Path,
+    seed: int = 0,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """One result row per (model, detector), from the cache where present, else computed and cached."""
+    retain_freed_memory()  # as every auditing process does (worker/allocator.py); it times both detectors alike
+    done: dict[tuple[str, str], dict[str, Any]] = {}
+    if cache.is_file():
+        for line in cache.read_text().splitlines():
+            row = json.loads(line)
+            done[(row["sha256"], row["detector_key"])] = row
+    rows = []
+    for entry in _progress(entries):
+        model: torch.nn.Module | None = None
+        for detector in detectors:
+            key = (entry["sha256"], detector_key(detector, seed, device))
+            if key not in done:
+                model = model if model is not None else load_model(zoo, entry, device)
+                images = (
+                    clean_images_for(entry["dataset"], clean_images).to(device)
+                    if detector.requires_clean_images
+                    else None
+                )
+                detection = detector.detect(
+                    model,
+                    tuple(entry["input_shape"]),
+                    entry["num_classes"],
+                    device=device,
+                    clean_images=images,
+                    seed=seed,
+                )
+                done[key] = _row(entry, detector, detection, key[1])
+                with cache.open("a") as handle:
+                    handle.write(json.dumps(done[key]) + "\n")
+            rows.append(
+                {
+                    **done[key],
+                    "split": entry["split"],
+                    "family": entry["family"],
+                    "part": entry["part"],
+                    "arch": entry["arch"],
+                }
+            )
+    return rows
+
+
+def median_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per (model, detector) from several seeds' runs of the same selection: the run at the
+    median probability, its ``seconds`` the sum of all runs' (what the verdict cost) and ``seeds`` the
+    runs' detector keys in seed order. Rows must be in the same order in every run."""
+    combined = []
+    for rows in zip(*runs, strict=True):
+        if len({(r["model"], r["detector"]) for r in rows}) != 1:
+            raise ValueError("the seeds' runs do not list the same models and detectors in the same order")
+        median = rows[median_run([r["probability"] for r in rows])]
+        combined.append(
+            {**median, "seconds": sum(r["seconds"] for r in rows), "seeds": [r["detector_key"] for r in rows]}
+        )
+    return combined
+
+
+def _row(entry: dict[str, Any], detector: Detector, detection: Detection, key: str) -> dict[str, Any]:
+    result = asdict(detection)
+    # per-class lists (features, anomaly indices) are kept: they let a scorer be studied without rerunning
+    result["details"] = {k: v for k, v in result["details"].items() if _is_json(v)}
+    return {
+        "model": entry["id"],
+        "sha256": entry["sha256"],
+        "detector": detector.name,
+        "detector_key": key,
+        "backdoored": entry["backdoored"],
+        "target_classes": entry["target_classes"],
+        **result,
+    }
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _progress(entries: list[dict[str, Any]]) -> Iterable[dict[str, Any]]:
+    from tqdm import tqdm
+
+    return tqdm(entries, desc="benchmark", unit="model", file=sys.stderr)
