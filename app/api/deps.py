@@ -80,21 +80,31 @@ def get_current_team(
 TeamDep = Annotated[Team, Depends(get_current_team)]
 
 
-def get_team_checkpoint(checkpoint_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Checkpoint:
+def owned_checkpoint(session: Session, team: Team, checkpoint_id: uuid.UUID) -> Checkpoint:
+    """The team's checkpoint, or a 404 (also for another team's id); the API's and the dashboard's."""
     checkpoint = crud.get_checkpoint(session=session, team_id=team.id, checkpoint_id=checkpoint_id)
     if checkpoint is None:
-        raise HTTPException(status_code=404, detail=f"checkpoint {checkpoint_id} not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"checkpoint {checkpoint_id} not found")
     return checkpoint
+
+
+def owned_audit(session: Session, team: Team, audit_id: uuid.UUID) -> Audit:
+    """The team's audit, or a 404 (also for another team's id); the API's and the dashboard's."""
+    audit = crud.get_audit(session=session, team_id=team.id, audit_id=audit_id)
+    if audit is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"audit {audit_id} not found")
+    return audit
+
+
+def get_team_checkpoint(checkpoint_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Checkpoint:
+    return owned_checkpoint(session, team, checkpoint_id)
 
 
 CheckpointDep = Annotated[Checkpoint, Depends(get_team_checkpoint)]
 
 
 def get_team_audit(audit_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Audit:
-    audit = crud.get_audit(session=session, team_id=team.id, audit_id=audit_id)
-    if audit is None:
-        raise HTTPException(status_code=404, detail=f"audit {audit_id} not found")
-    return audit
+    return owned_audit(session, team, audit_id)
 
 
 AuditDep = Annotated[Audit, Depends(get_team_audit)]

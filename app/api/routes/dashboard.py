@@ -24,7 +24,15 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app import crud
-from app.api.deps import QueueDep, SessionDep, SettingsDep, StorageDep, team_for_api_key
+from app.api.deps import (
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    owned_audit,
+    owned_checkpoint,
+    team_for_api_key,
+)
 from app.api.routes import audit_artifacts, audits, checkpoints
 from app.core.queue import AuditQueue
 from app.models import Audit, AuditStatus, Checkpoint, Team, Verdict
@@ -110,20 +118,14 @@ PageTeamDep = Annotated[Team, Depends(get_page_team)]
 
 
 def get_page_audit(audit_id: uuid.UUID, session: SessionDep, team: PageTeamDep) -> Audit:
-    audit = crud.get_audit(session=session, team_id=team.id, audit_id=audit_id)
-    if audit is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"audit {audit_id} not found")
-    return audit
+    return owned_audit(session, team, audit_id)
 
 
 PageAuditDep = Annotated[Audit, Depends(get_page_audit)]
 
 
 def get_page_checkpoint(checkpoint_id: uuid.UUID, session: SessionDep, team: PageTeamDep) -> Checkpoint:
-    checkpoint = crud.get_checkpoint(session=session, team_id=team.id, checkpoint_id=checkpoint_id)
-    if checkpoint is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"checkpoint {checkpoint_id} not found")
-    return checkpoint
+    return owned_checkpoint(session, team, checkpoint_id)
 
 
 PageCheckpointDep = Annotated[Checkpoint, Depends(get_page_checkpoint)]
