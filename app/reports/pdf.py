@@ -8,12 +8,6 @@ data URIs, and the URL fetcher allows no other scheme.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from app.reports.html import render_report_html
-from app.reports.view import DEFAULT_GRID_LIMIT
-
 _PRINT_CSS = """
 @page { size: A4; margin: 14mm; }
 body { max-width: none !important; padding: 0 !important; font-size: 10pt !important; }
@@ -46,10 +40,3 @@ def html_to_pdf(html: str) -> bytes:
     document = HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={"data"}))
     pdf: bytes = document.write_pdf(stylesheets=[CSS(string=_PRINT_CSS)])
     return pdf
-
-
-def render_report_pdf(
-    report: Mapping[str, Any], images: Mapping[str, bytes], *, grid_limit: int = DEFAULT_GRID_LIMIT
-) -> bytes:
-    """PDF bytes of the same report ``render_report_html`` draws."""
-    return html_to_pdf(render_report_html(report, images, grid_limit=grid_limit))
