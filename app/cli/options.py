@@ -28,12 +28,20 @@ def float_list(text: str) -> tuple[float, ...]:
 
 
 def json_object(text: str) -> dict[str, Any]:
-    """A JSON object given inline or as a path to a .json file."""
-    source = Path(text).read_text() if text.endswith(".json") and Path(text).is_file() else text
+    """A JSON object given inline or as the path of a file whose name ends in ``.json`` (inline JSON
+    ends in ``}``, so the two never mix)."""
+    from_file = text.endswith(".json")
+    try:
+        source = Path(text).read_text() if from_file else text
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror}") from None
     try:
         value = json.loads(source)
     except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at position {exc.pos}): {text[:80]!r}") from None
+        hint = "" if from_file else "; give a JSON object inline or the path of a file ending in .json"
+        raise argparse.ArgumentTypeError(
+            f"not valid JSON ({exc.msg} at position {exc.pos}): {text[:80]!r}{hint}"
+        ) from None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError('expected a JSON object such as \'{"saliency": {"iterations": 60}}\'')
     return value

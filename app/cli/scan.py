@@ -46,7 +46,9 @@ def register(subparsers: Any) -> None:
         "(default: 1); --method agnostic only",
     )
     parser.add_argument(
-        "--config", type=json_object, help='audit config JSON, e.g. \'{"saliency": {"iterations": 60}}\''
+        "--config",
+        type=json_object,
+        help='audit config: inline JSON, e.g. \'{"saliency": {"iterations": 60}}\', or the path of a .json file',
     )
     parser.add_argument(
         "--method",

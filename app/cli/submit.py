@@ -8,44 +8,16 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from app.cli.common import EXIT_CLEAN, EXIT_ERROR, EXIT_FLAGGED, CommandError, borderline_note
+from app.cli.options import float_list, input_shape, json_object
 from app.cli.remote import add_server_arguments, connect
 from app.client import Audit, BackdoorAuditClient
 
 # --fail-on X: exit 1 when the verdict is X or worse
 SEVERITY = {"clean": 0, "suspicious": 1, "backdoored": 2}
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,28,28, got {text!r}") from None
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0.5,0.5,0.5, got {text!r}") from None
-
-
-def _config(text: str) -> dict[str, Any]:
-    """Inline JSON, or the path of a JSON file."""
-    source = Path(text).read_text() if not text.lstrip().startswith("{") and Path(text).is_file() else text
-    try:
-        value = json.loads(source)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f'--config must be a JSON object or a JSON file, e.g. \'{{"saliency": {{"iterations": 60}}}}\' ({exc})'
-        ) from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("--config must be a JSON object")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -57,13 +29,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("model", type=Path, metavar="MODEL", help="checkpoint file (.safetensors, .pt, ...)")
     add_server_arguments(parser)
-    parser.add_argument("--input-shape", type=_int_list, required=True, metavar="C,H,W")
-    parser.add_argument("--num-classes", type=int, required=True, metavar="N")
+    # the same parsers as scan's options, so a value scan refuses is refused here too, before any upload
+    parser.add_argument(
+        "--input-shape", type=input_shape, required=True, metavar="C,H,W", help="input shape, e.g. 1,28,28"
+    )
+    parser.add_argument("--num-classes", type=int, required=True, metavar="N", help="number of classes")
     parser.add_argument("--arch", help="registered architecture name (for state_dict checkpoints)")
-    parser.add_argument("--mean", type=_float_list, metavar="M1,M2,..", help="per-channel input mean")
-    parser.add_argument("--std", type=_float_list, metavar="S1,S2,..", help="per-channel input std")
+    parser.add_argument("--mean", type=float_list, metavar="M1,M2,..", help="per-channel input mean")
+    parser.add_argument("--std", type=float_list, metavar="S1,S2,..", help="per-channel input std")
     parser.add_argument("--name", help="a display name for the checkpoint")
-    parser.add_argument("--config", type=_config, help="audit config overrides: JSON text or a JSON file")
+    parser.add_argument(
+        "--config", type=json_object, help="audit config overrides: inline JSON or the path of a .json file"
+    )
     parser.add_argument("--wait", action="store_true", help="wait for the verdict and exit 0/1/2 on it")
     parser.add_argument(
         "--fail-on",

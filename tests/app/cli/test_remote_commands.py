@@ -184,6 +184,26 @@ def test_status_gives_the_same_borderline_note(
     assert "borderline" not in capsys.readouterr().err
 
 
+def test_submit_sends_the_parsed_shape_and_a_json_files_config(
+    serve: Callable[[Handler], None], tmp_path: Path
+) -> None:
+    config = tmp_path / "audit.json"
+    config.write_text('{"saliency": {"seed": 1}}')
+    sent: dict[str, bytes] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent[request.url.path] = request.read()
+        if request.url.path == "/api/v1/checkpoints":
+            return httpx.Response(201, json=CHECKPOINT)
+        return httpx.Response(202, json=_audit("queued", 0))
+
+    serve(handler)
+    argv = [arg for arg in _submit(tmp_path, "--config", str(config)) if arg != "--wait"]
+    assert _run(argv) == EXIT_CLEAN
+    assert b'name="input_shape"\r\n\r\n[1, 28, 28]\r\n' in sent["/api/v1/checkpoints"]
+    assert json.loads(sent["/api/v1/audits"])["config"] == {"saliency": {"seed": 1}}
+
+
 def test_failed_audit_and_refused_key_are_errors(serve: Callable[[Handler], None], tmp_path: Path) -> None:
     serve(_server(_audit("failed", error="worker crashed")))
     with pytest.raises(CommandError, match="failed on the server: worker crashed"):
