@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worker.detectors.base import DetectorInputError
 from worker.margins import class_margins
 from worker.model_state import eval_mode
 from worker.saliency.engine import ClassMap
@@ -131,7 +132,11 @@ def _probes(
     sources = sources.repeat_interleave(n)
     if clean_images is not None:
         inputs = torch.cat([inputs, clean_images.to(device)])
-    predictions = model(inputs).argmax(dim=1)
+    logits = model(inputs)
+    if not bool(torch.isfinite(logits).all()):
+        bad = int((~torch.isfinite(logits)).any(dim=1).sum())
+        raise DetectorInputError(_not_finite(f"the model's logits on {bad} of {len(inputs)} probe inputs"))
+    predictions = logits.argmax(dim=1)
     if clean_images is not None:
         sources = torch.cat([sources, predictions[len(sources) :]])
     return _Probes(inputs=inputs, predictions=predictions, sources=sources)
@@ -221,6 +226,16 @@ def _transfer_rates(
     return rates
 
 
+def _not_finite(what: str) -> str:
+    """The message of a scan refused for NaN or infinite numbers: such a model has no verdict (NaN
+    compares false with every threshold, so it would read as clean)."""
+    return (
+        f"NaN or infinite values in {what}: the model cannot be audited and no verdict is given. It computes "
+        "non-finite logits on some inputs in [0, 1] (overflowing or corrupted weights, or a division by zero in "
+        "its forward pass); check its outputs on random inputs, e.g. model(torch.rand(8, *input_shape))"
+    )
+
+
 def score_audit(
     model: nn.Module,
     maps: list[ClassMap],
@@ -235,6 +250,9 @@ def score_audit(
     device = torch.device(device)
     if [m.class_index for m in maps] != list(range(len(maps))):
         raise ValueError("score_audit needs one map per class, ordered by class index")
+    broken = [m.class_index for m in maps if not bool(torch.isfinite(m.raw).all())]
+    if broken:
+        raise DetectorInputError(_not_finite(f"the saliency maps of classes {broken[:10]}"))
     with eval_mode(model):
         return _score(model, maps, input_shape, config, device, clean_images)
 
@@ -267,6 +285,9 @@ def _score(
     # a class whose restarts disagree keeps the best of its merged map's and its restarts' own evidence
     restart_evidence = _restart_evidence(model, probes, patch_probes, raw, maps, config)
     evidence = torch.maximum(tests.evidence, restart_evidence)
+    if not bool(torch.isfinite(evidence).all()):
+        broken = torch.nonzero(~torch.isfinite(evidence)).flatten().tolist()
+        raise DetectorInputError(_not_finite(f"the evidence of classes {broken[:10]}"))
     # the decision reads each class's lead over its strongest rivals (gray only; ``class_leads``)
     kind = input_kind(input_shape)
     leads = class_leads(evidence.tolist(), kind)

@@ -26,7 +26,10 @@ def backdoor_probability(evidence: float, *, centre: float, slope: float) -> flo
 
 
 def verdict_for(probability: float, *, suspicious_at: float, backdoored_at: float) -> str:
-    """Map P(backdoored) to a verdict with two thresholds (ours and every baseline's)."""
+    """Map P(backdoored) to a verdict with two thresholds (ours and every baseline's). NaN is refused:
+    it compares false with both thresholds and would read as clean."""
+    if math.isnan(probability):
+        raise ValueError("P(backdoored) is NaN: the detector's statistics are not finite, so there is no verdict")
     if probability >= backdoored_at:
         return "backdoored"
     if probability >= suspicious_at:
