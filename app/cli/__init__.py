@@ -1,5 +1,9 @@
-"""The ``backdoor-audit`` command. Each subcommand lives in its own module with ``register(subparsers)``;
-modules are imported lazily per call so ``submit`` or ``serve --help`` never pay for importing torch."""
+"""The ``backdoor-audit`` command. Subcommand NAME lives in module ``app.cli.NAME`` with ``register(subparsers)``.
+
+Only the chosen subcommand's module is imported, so ``scan`` or ``submit`` never pay for the database and
+queue libraries ``serve`` imports (celery, sqlalchemy: most of the start-up time); ``backdoor-audit --help``
+or an unknown command imports them all to list every subcommand. No module imports torch at import time;
+the commands that need it import it when they run."""
 
 from __future__ import annotations
 
@@ -10,34 +14,30 @@ from collections.abc import Sequence
 
 from app.cli.common import EXIT_ERROR, CommandError
 
-# subcommand name -> module under app.cli that registers it
-COMMANDS: dict[str, str] = {
-    "scan": "scan",
-    "demo": "demo",
-    "submit": "submit",
-    "status": "status",
-    "report": "report",
-    "serve": "serve",
-    "keys": "keys",
-    "migrate": "migrate",
-    "archs": "archs",
-    "zoo": "zoo",
-}
+COMMANDS = ("scan", "demo", "submit", "status", "report", "serve", "keys", "migrate", "archs", "zoo")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with ``command`` alone registered when it names a subcommand, else with all of them."""
     parser = argparse.ArgumentParser(
         prog="backdoor-audit",
         description="Audit image classifiers for backdoors with input-agnostic saliency maps.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in dict.fromkeys(COMMANDS.values()):
-        importlib.import_module(f"app.cli.{module_name}").register(subparsers)
+    for name in [command] if command in COMMANDS else COMMANDS:
+        importlib.import_module(f"app.cli.{name}").register(subparsers)
     return parser
 
 
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand when it comes first. The top-level parser's only option is ``-h``, which must list
+    every subcommand, so anything else first (``-h submit``) gets the parser with all of them."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
