@@ -26,10 +26,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, register
+from worker.detectors.base import Detection, DetectorInputError, register
 from worker.margins import class_margins
 from worker.model_state import model_as_found
 from worker.scoring.verdict import verdict_for
+
+# The null is fitted to every class's statistic but the largest, and a gamma fit needs two samples.
+MIN_CLASSES = 3
 
 
 def fit_gamma(samples: Tensor, *, newton_steps: int = 20) -> tuple[float, float]:
@@ -89,8 +92,21 @@ class MMBD:
         seed: int = 0,
     ) -> Detection:
         """Run MM-BD; ``clean_images`` is ignored (the method is data-free)."""
+        if num_classes < MIN_CLASSES:
+            raise DetectorInputError(
+                f"MM-BD needs a model with at least {MIN_CLASSES} classes and this one has {num_classes}: it tests "
+                "the largest class's margin against a gamma fitted to the other classes' margins, and a fit needs "
+                "at least two of them. Use --method agnostic for this model."
+            )
         started = time.perf_counter()
         statistics = self.class_statistics(model, input_shape, num_classes, device=device, seed=seed)
+        if not bool(torch.isfinite(statistics).all()):
+            broken = torch.nonzero(~torch.isfinite(statistics)).flatten().tolist()
+            raise DetectorInputError(
+                f"MM-BD: the maximum margins of classes {broken[:10]} are NaN or infinite, so there is no verdict: "
+                "the model computes non-finite logits on some inputs in [0, 1] (overflowing or corrupted weights?); "
+                "check its outputs on random inputs, e.g. model(torch.rand(8, *input_shape))"
+            )
         ranked = statistics.argsort(descending=True)
         top = int(ranked[0])
         null = torch.cat([statistics[:top], statistics[top + 1 :]])

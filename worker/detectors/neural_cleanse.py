@@ -77,6 +77,13 @@ class NeuralCleanse:
             )
         started = time.perf_counter()
         norms, success = self.mask_norms(model, clean_images, num_classes, device=device, seed=seed)
+        if not bool(torch.isfinite(norms).all()):
+            broken = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
+            raise DetectorInputError(
+                f"Neural Cleanse: the mask norms of classes {broken[:10]} are NaN or infinite, so there is no "
+                "verdict: the model computes non-finite logits or gradients on the clean images or their stamped "
+                "copies (overflowing or corrupted weights?); check its outputs on the clean images"
+            )
         index = small_side_anomaly_index(norms)
         ranked = index.argsort(descending=True)
         top_index = float(index[ranked[0]])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel
+from worker.detectors.base import DetectorInputError
 from worker.detectors.mmbd import MMBD, fit_gamma, max_order_p_value
 from worker.margins import class_margins
 
@@ -55,3 +59,21 @@ def test_same_seed_same_statistics_and_model_left_as_found(backdoored_model: Reg
     assert torch.equal(first, second)
     assert backdoored_model.training and backdoored_model.scale.requires_grad
     assert backdoored_model.scale.grad is None
+
+
+@pytest.mark.parametrize("num_classes", [1, 2])
+def test_a_model_with_fewer_than_three_classes_is_refused_with_what_to_use(num_classes: int) -> None:
+    # the null is fitted to every class but the largest: one or two classes leave too few to fit
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, num_classes))
+    with pytest.raises(DetectorInputError, match=f"at least 3 classes and this one has {num_classes}.*agnostic"):
+        fast().detect(model, (1, 4, 4), num_classes)
+
+
+def test_nan_margins_are_refused_not_called_clean(clean_model: RegionModel) -> None:
+    class NaNOffBlank(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            lit = x.flatten(1).abs().sum(dim=1, keepdim=True) > 0
+            return clean_model(x) + torch.where(lit, math.nan, 0.0)
+
+    with pytest.raises(DetectorInputError, match="NaN or infinite, so there is no verdict"):
+        MMBD(starts=2, steps=3).detect(NaNOffBlank(), INPUT_SHAPE, NUM_CLASSES)

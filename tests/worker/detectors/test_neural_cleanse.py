@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
 from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel, region_images
 from worker.detectors.base import DetectorInputError
@@ -47,3 +50,14 @@ def test_clean_model_has_a_weaker_outlier_than_the_backdoored_one(
     backdoored = fast().detect(backdoored_model, INPUT_SHAPE, NUM_CLASSES, clean_images=images)
     assert clean.details["anomaly_index"] < backdoored.details["anomaly_index"] / 2
     assert clean.probability < backdoored.probability
+
+
+def test_nan_mask_norms_are_refused_not_called_clean(clean_model: RegionModel) -> None:
+    class NaNOffBlank(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            lit = x.flatten(1).abs().sum(dim=1, keepdim=True) > 0
+            return clean_model(x) + torch.where(lit, math.nan, 0.0)
+
+    images, _ = region_images(10)
+    with pytest.raises(DetectorInputError, match="NaN or infinite, so there is no verdict"):
+        NeuralCleanse(steps=5, batch_size=2).detect(NaNOffBlank(), INPUT_SHAPE, NUM_CLASSES, clean_images=images)
