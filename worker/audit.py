@@ -41,9 +41,24 @@ def audit_model(
 
 
 def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for CUDA without one is an error the caller reports."""
+    """``auto`` picks CUDA when present. A name torch does not know, CUDA on a machine without it, or a
+    CUDA index past the machine's devices is a ValueError naming what to pass instead (the caller reports it)."""
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but no CUDA device is available; use --device cpu or auto")
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"--device {requested!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type != "cuda":
+        return device
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ValueError(
+            f"--device {requested} was requested but no CUDA device is available; use --device cpu or auto"
+        )
+    if device.index is not None and device.index >= count:
+        raise ValueError(
+            f"--device {requested}: this machine has {count} CUDA device{'s' if count > 1 else ''} "
+            f"(cuda:0 to cuda:{count - 1}); pass one of those, or cuda for the current one"
+        )
+    return device
