@@ -3,10 +3,12 @@
 ``build_zoo(out_dir)`` trains every planned model that ``out_dir/manifest.json`` does not list yet
 (so an interrupted build resumes), saves each as ``models/<id>.safetensors`` (the architecture's
 state_dict; normalisation and shape are declared in the manifest, as a user would declare them to
-``scan``), and records the ground truth. Backdoored models are kept only if the trigger works
-(attack success >= 0.9 on non-target test images) and the model stays useful (clean accuracy within
-``ACCURACY_TOLERANCE`` of its clean twin: same part, data set and architecture, seed 0); the others
-are listed under ``rejected`` with the reason, so a resumed build does not retrain them.
+``scan``), and records the ground truth. Every model must have learned (clean accuracy >=
+``MIN_CLEAN_ACCURACY``). Backdoored models are judged besides: kept only if the trigger works (attack
+success >= 0.9 on non-target test images) and the model stays useful (clean accuracy within
+``ACCURACY_TOLERANCE`` of its clean twin: same part, data set and architecture, seed 0). Clean models
+are never compared with a twin, whatever their seed. The others are listed under ``rejected`` with the
+reason, so a resumed build does not retrain them.
 """
 
 from __future__ import annotations
@@ -90,9 +92,12 @@ def manifest_entry(model: ZooModel, trained: TrainedModel, path: str, sha256: st
 
 
 def rejection(model: ZooModel, trained: TrainedModel, twin_accuracy: float | None) -> str | None:
-    """Why a trained model is not kept in the zoo, or None when it is."""
+    """Why a trained model is not kept in the zoo, or None when it is. ``twin_accuracy`` (None: the twin
+    is not built) judges backdoored models only: a clean model is the reference, not the judged."""
     if trained.clean_accuracy < MIN_CLEAN_ACCURACY:  # a constant predictor would "succeed" at any attack
         return f"clean accuracy {trained.clean_accuracy:.3f} < {MIN_CLEAN_ACCURACY}: the model did not learn"
+    if not model.attacks:
+        return None
     if trained.attack_success is not None and trained.attack_success < MIN_ATTACK_SUCCESS:
         return f"attack success {trained.attack_success:.3f} < {MIN_ATTACK_SUCCESS}"
     if twin_accuracy is not None and trained.clean_accuracy < twin_accuracy - ACCURACY_TOLERANCE:
@@ -152,8 +157,9 @@ def _claim(out_dir: Path, model_id: str, *, wait: bool = False) -> Iterator[bool
 
 
 def _twin_accuracy(out_dir: Path, model: ZooModel) -> float | None:
-    """The clean accuracy of ``model``'s twin, waiting for a builder that is training it; None if it isn't built."""
-    if model.twin == model.id:  # a seed-0 clean model is its own twin
+    """The clean accuracy of a backdoored ``model``'s twin, waiting for a builder that is training it; None
+    if it isn't built, and for a clean model, which is not judged against one (so it never waits)."""
+    if not model.attacks:
         return None
     with _claim(out_dir, model.twin, wait=True):
         entries = read_manifest(out_dir)["models"]
@@ -192,8 +198,9 @@ def build_zoo(
 ) -> dict[str, Any]:
     """Train and save every planned model (matching the glob ``only``, in ``split``) not yet in the manifest.
 
-    Returns the manifest. With ``split``, the clean twins its backdoored models are judged against are
-    built too, whatever their own split, so a split-only build keeps what a full build would keep.
+    Returns the manifest. The clean twins the selected backdoored models are judged against are built
+    too, whatever ``only`` and ``split`` say, so a partial build (``only='*badnets*'``, a split) keeps
+    what a full build would keep: a backdoored model is never kept unjudged for want of its twin.
 
     A manifest entry counts as built only if its recipe matches the plan's; entries of models that
     left the plan are dropped from the manifest (their files stay). Builders may share ``out_dir``:
@@ -209,8 +216,7 @@ def build_zoo(
         manifest["models"] = [m for m in manifest["models"] if m["id"] in done]
         manifest["rejected"] = [r for r in manifest["rejected"] if r["id"] in done]
     wanted = {m.id for m in planned if (only is None or fnmatch.fnmatch(m.id, only)) and split in (None, m.split)}
-    if split is not None:
-        wanted |= {m.twin for m in planned if m.id in wanted and m.attacks}
+    wanted |= {m.twin for m in planned if m.id in wanted and m.attacks}
     todo = [m for m in planned if m.id in wanted and m.id not in done]
     steps: Iterator[ZooModel] = iter(todo)
     if progress is not None:

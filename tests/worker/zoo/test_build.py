@@ -60,6 +60,48 @@ def test_rejection_rules() -> None:
     assert "clean twin" in str(rejection(model, _trained(0.70, 0.99), twin_accuracy=0.86))
     clean = ZooModel("c", "rgb", "fashion_mnist_rgb", "squeezenet1_1", "clean")
     assert "did not learn" in str(rejection(clean, _trained(0.10, None), twin_accuracy=None))
+    assert rejection(clean, _trained(0.70, None), twin_accuracy=0.86) is None  # a clean model is not judged
+
+
+def test_clean_models_of_any_seed_are_kept_without_waiting_for_the_seed_0_twin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The docs (and the manifest's twin None) say only backdoored models are judged against a twin: a
+    clean seed-1 model that trails the seed-0 one is still a clean model of the zoo, and its builder
+    must not block on another builder's claim of the twin."""
+    s0 = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
+    s1 = ZooModel("gray-fashion_mnist-clean-lenet5-s1", "gray", "fashion_mnist", "lenet5", "clean", seed=1)
+    monkeypatch.setattr(build, "plan", lambda quick=False: [s0, s1])
+    monkeypatch.setattr(build, "train_zoo_model", lambda model: _trained(0.9 if model.seed == 0 else 0.8, None))
+    manifest = build_zoo(tmp_path)
+    assert [m["id"] for m in manifest["models"]] == [s0.id, s1.id] and manifest["rejected"] == []
+
+    other = tmp_path / "other"
+    (other / "models").mkdir(parents=True)
+    built: list[dict] = []
+    with build._claim(other, s0.id):  # another builder is training the twin
+        builder = threading.Thread(target=lambda: built.append(build_zoo(other, only="*-s1")))
+        builder.start()
+        builder.join(timeout=30)
+        waited = builder.is_alive()
+    builder.join()
+    assert not waited, "the clean model's builder waited for the twin's claim"
+    assert [m["id"] for m in built[0]["models"]] == [s1.id]
+
+
+def test_a_backdoored_model_selected_by_only_brings_its_twin_and_is_judged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without its twin a backdoored model would be kept unjudged, and a kept model is never retrained."""
+    twin = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
+    backdoored = ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
+                          (BadNetsPatch(4, 3),))  # fmt: skip
+    monkeypatch.setattr(build, "plan", lambda quick=False: [twin, backdoored])
+    monkeypatch.setattr(build, "train_zoo_model", lambda model: _trained(0.5 if model.attacks else 0.9, 0.99))
+    manifest = build_zoo(tmp_path, only="*badnets*")
+    assert [m["id"] for m in manifest["models"]] == [twin.id]
+    assert [r["id"] for r in manifest["rejected"]] == [backdoored.id]
+    assert "trails its clean twin's 0.900" in manifest["rejected"][0]["reason"]
 
 
 def test_tint_is_per_image_colour_and_stays_in_range() -> None:
