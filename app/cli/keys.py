@@ -6,7 +6,7 @@ import argparse
 
 from app import crud
 from app.cli.common import CommandError
-from app.cli.deployment import add_data_dir_argument, settings_from_args
+from app.cli.deployment import add_data_dir_argument, database_errors, settings_from_args
 from app.core.db import migrate_database, session_scope
 
 MAX_TEAM_NAME = 100  # the column width of teams.name
@@ -31,11 +31,12 @@ def create_key(args: argparse.Namespace) -> int:
     if not team_name or len(team_name) > MAX_TEAM_NAME:
         raise CommandError(f"--team must be a non-empty name of at most {MAX_TEAM_NAME} characters")
     settings = settings_from_args(args)
-    if settings.database_url is None:  # embedded: nobody else runs migrations for this database
-        migrate_database(settings.database_url_resolved)
-    with session_scope(settings.database_url_resolved) as session:
-        team = crud.get_or_create_team(session=session, name=team_name)
-        key = crud.create_api_key(session=session, team=team)
+    with database_errors(settings):
+        if settings.database_url is None:  # embedded: nobody else runs migrations for this database
+            migrate_database(settings.database_url_resolved)
+        with session_scope(settings.database_url_resolved) as session:
+            team = crud.get_or_create_team(session=session, name=team_name)
+            key = crud.create_api_key(session=session, team=team)
     print(f"created an API key for team {team_name!r}; it is shown only once:")
     print(key)
     return 0

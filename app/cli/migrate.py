@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sqlalchemy.exc import OperationalError
-
-from app.cli.common import CommandError
-from app.cli.deployment import add_data_dir_argument, settings_from_args
+from app.cli.deployment import add_data_dir_argument, database_errors, settings_from_args
 from app.core.db import migrate_database
 
 
@@ -21,9 +18,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    try:
+    with database_errors(settings):
         migrate_database(settings.database_url_resolved)
-    except OperationalError as exc:
-        raise CommandError(f"cannot reach the database ({exc.orig}); check DATABASE_URL") from exc
     print("database schema is up to date")
     return 0

@@ -17,7 +17,7 @@ import threading
 
 from app import crud
 from app.cli.common import EXIT_ERROR, CommandError
-from app.cli.deployment import add_data_dir_argument, settings_from_args
+from app.cli.deployment import add_data_dir_argument, database_errors, settings_from_args
 from app.core.db import migrate_database, session_scope
 from app.core.queue import CPU_QUEUE, GPU_QUEUE, AuditQueue
 from app.core.settings import Settings
@@ -125,15 +125,18 @@ def run(args: argparse.Namespace) -> int:
     from app.main import create_app
 
     settings = settings_from_args(args)
-    migrate_database(settings.database_url_resolved)
-    key = ensure_api_key(settings)
+    # the start-up steps; once running, the API answers a database outage per request (and /readyz)
+    with database_errors(settings):
+        migrate_database(settings.database_url_resolved)
+        key = ensure_api_key(settings)
     if key is not None:
         print(f"created team {BOOTSTRAP_TEAM!r} with API key (also saved in {settings.data_dir / BOOTSTRAP_KEY_FILE}):")
         print(f"  export BACKDOOR_AUDIT_API_KEY={key}")
         print(f"  export BACKDOOR_AUDIT_SERVER=http://{args.host}:{args.port}", flush=True)
     queue = AuditQueue(settings)
     if settings.broker_url is None:
-        resent = requeue_unfinished_audits(settings, queue)
+        with database_errors(settings):
+            resent = requeue_unfinished_audits(settings, queue)
         if resent:
             print(f"resuming {resent} unfinished audit(s)", flush=True)
 

@@ -41,12 +41,27 @@ def test_keys_create_refuses_an_empty_team(tmp_path: Path, capsys: pytest.Captur
     assert "--team must be a non-empty name" in capsys.readouterr().err
 
 
-def test_migrate_reports_an_unreachable_database(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", [["migrate"], ["keys", "create", "--team", "red"], ["serve", "--port", "1"]])
+def test_an_unreachable_database_is_one_line_and_exit_2_in_every_command(
+    command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
-    assert main(["migrate", "--data-dir", str(tmp_path)]) == 2
-    assert "cannot reach the database" in capsys.readouterr().err
+    """keys create and serve used to let OperationalError escape as a traceback (exit 1)."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg2://nobody:hunter2@127.0.0.1:1/none")
+    assert main([*command, "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot use the database postgresql+psycopg2://nobody:***@")
+    assert "Connection refused" in err and "check DATABASE_URL" in err and "hunter2" not in err
+
+
+def test_an_embedded_database_that_cannot_be_opened_names_the_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "backdoor-audit.sqlite3").mkdir()  # SQLite cannot open a folder as its file
+    assert main(["keys", "create", "--team", "red", "--data-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: cannot use the database sqlite:///{tmp_path}/backdoor-audit.sqlite3 (unable to open database file); "
+        "check that --data-dir (or $BACKDOOR_AUDIT_DATA_DIR) is a writable folder\n"
+    )
 
 
 def test_first_start_creates_one_bootstrap_key_readable_only_by_its_owner(tmp_path: Path) -> None:
