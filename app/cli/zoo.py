@@ -49,7 +49,7 @@ def run_build(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from worker.zoo.build import build_zoo
+    from worker.zoo.build import ManifestError, TrainingError, build_zoo
     from worker.zoo.data import DatasetError
     from worker.zoo.plan import plan
     from worker.zoo.provenance import KernelPinError, build_hash, pin_kernels
@@ -81,8 +81,10 @@ def run_build(args: argparse.Namespace) -> int:
         )
     except DatasetError as exc:
         raise CommandError(str(exc)) from exc
-    except ValueError as exc:
+    except ManifestError as exc:  # the folder holds another builder's manifest, or a damaged one
         raise CommandError(f"{exc}; remove the folder or pick another --out") from exc
+    except TrainingError as exc:  # the recipe or the training code, not the folder: a rerun resumes after the fix
+        raise CommandError(f"{exc}; the models built so far stay in {args.out}, and a rerun resumes") from exc
     kept, rejected = len(manifest["models"]), len(manifest["rejected"])
     build = build_hash(manifest["models"])
     print(f"{kept} models in {args.out / 'manifest.json'}, build {build} ({rejected} backdoored models rejected)")

@@ -39,6 +39,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class ManifestError(ValueError):
+    """The zoo folder's manifest cannot be read as this builder's: another version, or not JSON."""
+
+
+class TrainingError(RuntimeError):
+    """A planned model could not be trained: its recipe or the training code is at fault, not the folder."""
+
+
 def train_zoo_model(model: ZooModel) -> TrainedModel:
     """Train one planned model on its data set's fixed, seed-chosen training subset."""
     data = load_dataset(model.dataset)
@@ -106,12 +114,17 @@ def rejection(model: ZooModel, trained: TrainedModel, twin_accuracy: float | Non
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """The folder's manifest (an empty one if there is none); ManifestError if it is not this builder's."""
     path = out_dir / "manifest.json"
     if not path.is_file():
         return {"version": MANIFEST_VERSION, "models": [], "rejected": []}
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    if manifest.get("version") != MANIFEST_VERSION:
-        raise ValueError(f"{path} has manifest version {manifest.get('version')}, expected {MANIFEST_VERSION}")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{path} is not JSON ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("version") != MANIFEST_VERSION:
+        version = manifest.get("version") if isinstance(manifest, dict) else None
+        raise ManifestError(f"{path} has manifest version {version}, expected {MANIFEST_VERSION}")
     return manifest
 
 
@@ -175,7 +188,10 @@ def _built(out_dir: Path, manifest: dict[str, Any], recipes: dict[str, str]) -> 
 
 
 def _build_one(out_dir: Path, model: ZooModel) -> None:
-    trained = train_zoo_model(model)
+    try:
+        trained = train_zoo_model(model)
+    except ValueError as exc:  # a recipe the code refuses (an architecture, a data set, a poison rate)
+        raise TrainingError(f"training {model.id} failed: {exc}") from exc
     reason = rejection(model, trained, _twin_accuracy(out_dir, model))
     if reason is not None:
         _record(out_dir, "rejected", {"id": model.id, "recipe": model.recipe, "reason": reason,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from worker.loading import registry
 from worker.zoo import build
 from worker.zoo.attacks import BadNetsPatch
-from worker.zoo.build import build_zoo, rejection
+from worker.zoo.build import ManifestError, TrainingError, build_zoo, rejection
 from worker.zoo.data import FASHION_MNIST_DIR, tint
 from worker.zoo.plan import QUICK_TRAIN_SIZE, ZooModel, plan
 from worker.zoo.train import TrainedModel
@@ -102,6 +102,34 @@ def test_a_backdoored_model_selected_by_only_brings_its_twin_and_is_judged(
     assert [m["id"] for m in manifest["models"]] == [twin.id]
     assert [r["id"] for r in manifest["rejected"]] == [backdoored.id]
     assert "trails its clean twin's 0.900" in manifest["rejected"][0]["reason"]
+
+
+def test_a_foreign_manifest_and_a_refused_recipe_raise_errors_that_tell_them_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI tells a user to remove the folder only when the folder is at fault."""
+    from app.cli import main
+
+    model = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
+    monkeypatch.setattr(build, "plan", lambda quick=False: [model])
+    monkeypatch.setattr("worker.zoo.plan.plan", lambda quick=False: [model])  # the CLI's selection check
+
+    def refuse(model: ZooModel) -> TrainedModel:
+        raise ValueError("poison rate must be in [0, 1], got 2")
+
+    monkeypatch.setattr(build, "train_zoo_model", refuse)
+    with pytest.raises(TrainingError, match=f"training {model.id} failed: poison rate"):
+        build_zoo(tmp_path / "zoo")
+    assert main(["zoo", "build", "--out", str(tmp_path / "zoo"), "--kernels", "native"]) == 2
+    err = capsys.readouterr().err
+    assert "poison rate must be in [0, 1]" in err and "remove the folder" not in err
+
+    for text in ('{"version": 0, "models": [], "rejected": []}', '{"version": 1, "mod'):
+        (tmp_path / "zoo" / "manifest.json").write_text(text)
+        with pytest.raises(ManifestError, match=r"manifest\.json"):
+            build_zoo(tmp_path / "zoo")
+        assert main(["zoo", "build", "--out", str(tmp_path / "zoo"), "--kernels", "native"]) == 2
+        assert "remove the folder or pick another --out" in capsys.readouterr().err
 
 
 def test_tint_is_per_image_colour_and_stays_in_range() -> None:
