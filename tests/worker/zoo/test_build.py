@@ -50,7 +50,7 @@ def test_quick_plan_is_small_and_has_its_twins() -> None:
 
 def _trained(accuracy: float, success: float | None) -> TrainedModel:
     net = torch.nn.Linear(1, 1)
-    return TrainedModel(net, net, accuracy, success, () if success is None else (success,), 0.0, 0)
+    return TrainedModel(net, net, accuracy, success, () if success is None else (success,), 0.0)
 
 
 def test_rejection_rules() -> None:
@@ -159,6 +159,7 @@ def test_build_saves_ground_truth_and_resumes(tmp_path: Path, monkeypatch: pytes
     clean, backdoored = manifest["models"]
     assert clean["backdoored"] is False and clean["attack_success"] is None and clean["twin"] is None
     assert backdoored["target_classes"] == [4] and backdoored["attacks"][0]["family"] == "badnets"
+    assert backdoored["attack_successes"] == [backdoored["attack_success"]] and clean["attack_successes"] == []
     assert backdoored["twin"] == clean["id"] and backdoored["split"] == "dev"
     assert backdoored["input_shape"] == [1, 28, 28] and backdoored["mean"] is None
     assert clean["trained_on"]["torch"] == torch.__version__ and clean["trained_on"]["cpu_capability"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from worker.zoo.attacks import BadNetsPatch
+from worker.zoo import train as train_module
+from worker.zoo.attacks import BadNetsPatch, poison
 from worker.zoo.data import FASHION_MNIST_DIR, load_fashion_mnist
 from worker.zoo.train import PixelNormalise, attack_success_rate, train_classifier
 
@@ -37,7 +38,7 @@ def test_same_seed_same_weights_and_clean_model_has_no_attack_success() -> None:
     ]
     for a, b in zip(runs[0].net.state_dict().values(), runs[1].net.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    assert runs[0].attack_success is None and runs[0].attack_successes == () and runs[0].poisoned_count == 0
+    assert runs[0].attack_success is None and runs[0].attack_successes == ()
     assert runs[0].clean_accuracy > 0.9
     assert not runs[0].model.training
 
@@ -52,7 +53,15 @@ def test_attack_success_counts_only_non_target_images() -> None:
     assert attack_success_rate(AlwaysZero(), images, labels, BadNetsPatch(1, size=2)) == 0.0
 
 
-def test_two_triggers_poison_disjoint_samples_and_are_both_measured() -> None:
+def test_two_triggers_poison_disjoint_samples_and_are_both_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen: list[set[int]] = []
+
+    def recording_poison(*args: object, **kwargs: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, labels, picked = poison(*args, **kwargs)  # type: ignore[arg-type]
+        chosen.append(set(picked.tolist()))
+        return images, labels, picked
+
+    monkeypatch.setattr(train_module, "poison", recording_poison)
     train, test = _toy_data(200, 4), _toy_data(64, 5)
     result = train_classifier(
         "small_cnn",
@@ -64,7 +73,7 @@ def test_two_triggers_poison_disjoint_samples_and_are_both_measured() -> None:
         test=test,
         num_classes=2,
     )
-    assert result.poisoned_count == 40
+    assert [len(c) for c in chosen] == [20, 20] and not chosen[0] & chosen[1]
     assert len(result.attack_successes) == 2
     assert result.attack_success == min(result.attack_successes)
 
