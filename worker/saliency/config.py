@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from worker.json_config import JsonConfig
 
@@ -13,6 +15,46 @@ StepRule = Literal["linf", "adam"]
 Norm = Literal["l2", "linf"]
 Surface = Literal["sphere", "ball"]
 RestartMerge = Literal["mean", "best", "aligned"]
+
+# Seeds go to torch generators (the engine's as seed * 1_000_003 + class index, which must fit 64 bits);
+# 2**32 - 1 is the usual range and leaves ``scan --seeds N`` room to count up.
+MAX_SEED = 2**32 - 1
+
+# Upper bounds of the sizes and counts a user can set, 16-50 times the defaults: far above anything
+# measured (BENCHMARKS.md tried at most 100 + 20 steps of 16 seeds), and low enough that one audit
+# request cannot hold a GPU worker for hours. The cost of a map grows with iterations x restarts x
+# seeds_per_step, so each is bounded on its own.
+MAX_ITERATIONS = 2000  # default 40
+MAX_REFINE_ITERATIONS = 1000  # default 10
+MAX_SEEDS_PER_STEP = 256  # default 8
+MAX_RESTARTS = 32  # default 2
+MAX_FIDELITY_SEEDS = 4096  # default 128
+MAX_CLASS_BATCH = 1024  # default 64; a batch of every class of an ImageNet model
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it in JSON (``true``, ``Infinity``, ``100.0``)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def integer_problem(name: str, value: Any, low: int, high: int) -> str | None:
+    """What is wrong with ``value`` as the whole number ``name`` in [low, high], or None. A JSON ``true``
+    or ``1e2`` is refused, not taken for 1 or 100: a bool or a float here is a mistake in the request."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"{name} must be a whole number from {low} to {high}, got {_shown(value)}"
+    return None
+
+
+def number_problem(name: str, value: Any, low: float, high: float, *, above_low: bool = False) -> str | None:
+    """What is wrong with ``value`` as the finite number ``name`` in [low, high] (in (low, high] with
+    ``above_low``), or None. Booleans, strings, NaN and infinities are refused."""
+    number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if number and (low < value if above_low else low <= value) and value <= high:
+        return None
+    return f"{name} must be a finite number in {'(' if above_low else '['}{low}, {high}], got {_shown(value)}"
 
 
 @dataclass(frozen=True)
@@ -61,20 +103,21 @@ class SaliencyConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        checks = {
-            "radius": self.radius > 0,
-            "iterations": self.iterations >= 1,
-            "seeds_per_step": self.seeds_per_step >= 1,
-            "restarts": self.restarts >= 1,
-            "quality_steps": self.quality_steps >= 1,
-            "refine_iterations": self.refine_iterations >= 0,
-            "step_size": self.step_size > 0,
-            "fidelity_seeds": self.fidelity_seeds >= 1,
-            "class_batch": self.class_batch >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
+        problems = [
+            number_problem("radius", self.radius, 0, 1, above_low=True),  # RMS per element, pixels in [0, 1]
+            integer_problem("iterations", self.iterations, 1, MAX_ITERATIONS),
+            integer_problem("seeds_per_step", self.seeds_per_step, 1, MAX_SEEDS_PER_STEP),
+            integer_problem("restarts", self.restarts, 1, MAX_RESTARTS),
+            integer_problem("quality_steps", self.quality_steps, 1, MAX_ITERATIONS),
+            integer_problem("refine_iterations", self.refine_iterations, 0, MAX_REFINE_ITERATIONS),
+            number_problem("step_size", self.step_size, 0, 1, above_low=True),  # pixel units
+            integer_problem("fidelity_seeds", self.fidelity_seeds, 1, MAX_FIDELITY_SEEDS),
+            integer_problem("class_batch", self.class_batch, 1, MAX_CLASS_BATCH),
+            integer_problem("seed", self.seed, 0, MAX_SEED),
+        ]
+        bad = [problem for problem in problems if problem]
         if bad:
-            raise ValueError(f"invalid saliency config: {', '.join(bad)} out of range")
+            raise ValueError(f"invalid {self.label} config: {'; '.join(bad)}")
         for name, allowed in (
             ("seed_distribution", SeedDistribution),
             ("loss", Loss),
@@ -84,4 +127,7 @@ class SaliencyConfig(JsonConfig):
             ("restart_merge", RestartMerge),
         ):
             if getattr(self, name) not in allowed.__args__:  # type: ignore[attr-defined]
-                raise ValueError(f"invalid saliency config: {name} must be one of {allowed.__args__}")  # type: ignore[attr-defined]
+                choices = ", ".join(allowed.__args__)  # type: ignore[attr-defined]
+                raise ValueError(
+                    f"invalid {self.label} config: {name} must be one of {choices}, got {_shown(getattr(self, name))}"
+                )

@@ -6,6 +6,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from worker.json_config import JsonConfig
+from worker.saliency.config import MAX_SEED, integer_problem, number_problem
+
+# 16 times the default: every test of every class feeds the model up to 64 source classes x
+# probes_per_class probes at once (16,384 at this bound), so one request cannot make scoring take hours
+# or hold more than a GPU's memory.
+MAX_PROBES_PER_CLASS = 256
 
 
 @dataclass(frozen=True)
@@ -54,19 +60,21 @@ class ScoringConfig(JsonConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        fractions = (self.window, self.trigger_window, self.mask_fraction, self.patch_window)
-        if not all(0 < f <= 1 for f in fractions):
-            raise ValueError(
-                "invalid scoring config: window, trigger_window, mask_fraction and patch_window "
-                "must be fractions in (0, 1]"
-            )
-        if not 0 <= self.window_weight <= 1:
-            raise ValueError("invalid scoring config: window_weight must be in [0, 1]")
-        if not 0 <= self.patch_probe_brightness <= 1:
-            raise ValueError("invalid scoring config: patch_probe_brightness must be in [0, 1]")
-        if not -1 <= self.score_restarts_below <= 1:
-            raise ValueError("invalid scoring config: score_restarts_below must be a cosine in [-1, 1]")
-        if self.probes_per_class < 1:
-            raise ValueError("invalid scoring config: probes_per_class must be >= 1")
-        if not 0 < self.suspicious_at <= self.backdoored_at <= 1:
-            raise ValueError("invalid scoring config: need 0 < suspicious_at <= backdoored_at <= 1")
+        problems = [
+            *(
+                number_problem(name, getattr(self, name), 0, 1, above_low=True)
+                for name in ("window", "trigger_window", "mask_fraction", "patch_window")
+            ),
+            number_problem("window_weight", self.window_weight, 0, 1),
+            number_problem("patch_probe_brightness", self.patch_probe_brightness, 0, 1),
+            number_problem("score_restarts_below", self.score_restarts_below, -1, 1),  # a cosine; -1 turns it off
+            integer_problem("probes_per_class", self.probes_per_class, 1, MAX_PROBES_PER_CLASS),
+            number_problem("suspicious_at", self.suspicious_at, 0, 1, above_low=True),
+            number_problem("backdoored_at", self.backdoored_at, 0, 1, above_low=True),
+            integer_problem("seed", self.seed, 0, MAX_SEED),
+        ]
+        bad = [problem for problem in problems if problem]
+        if not bad and self.suspicious_at > self.backdoored_at:
+            bad.append(f"suspicious_at ({self.suspicious_at}) must not be above backdoored_at ({self.backdoored_at})")
+        if bad:
+            raise ValueError(f"invalid {self.label} config: {'; '.join(bad)}")
