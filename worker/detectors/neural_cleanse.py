@@ -28,16 +28,14 @@ from torch import Tensor, nn
 
 from worker.detectors.base import Detection, DetectorInputError, register
 from worker.model_state import model_as_found
-from worker.scoring.verdict import MAD_CONSISTENCY, verdict_for
+from worker.scoring.verdict import anomaly_index, verdict_for
 
 ANOMALY_THRESHOLD = 2.0  # the paper's flag: anomaly index above 2 (about 95% confidence)
 
 
 def small_side_anomaly_index(norms: Tensor) -> Tensor:
     """``(median - x) / (1.4826 * MAD)`` per class: positive when a class's mask is unusually small."""
-    median = norms.median()
-    mad = (norms - median).abs().median()
-    return (median - norms) / (MAD_CONSISTENCY * mad.clamp_min(1e-12))
+    return anomaly_index(-norms, floor=1e-12)  # the small side of the norms is the large side of -norms
 
 
 @register("neural-cleanse")

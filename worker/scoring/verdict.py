@@ -9,15 +9,25 @@ import torch
 MAD_CONSISTENCY = 1.4826  # makes the median absolute deviation estimate sigma for normal data
 
 
+def median(values: torch.Tensor) -> torch.Tensor:
+    """The median of a 1-D tensor: the mean of the two middle values when their count is even, as
+    ``np.median`` and Neural Cleanse's reference code take it. ``torch.median`` returns the lower one."""
+    ordered = values.flatten().sort().values
+    n = len(ordered)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+
+
 def anomaly_index(values: torch.Tensor, *, floor: float = 1e-3) -> torch.Tensor:
-    """(x - median) / (1.4826 * MAD), signed so the suspicious (large) side is positive.
+    """(x - median) / (1.4826 * MAD), signed so the large side is positive; the MAD outlier rule of
+    Neural Cleanse (Wang et al., S&P 2019), used by our scorer's concentration index and by the
+    Neural Cleanse baseline (on the small side, negated). Both medians are true medians (``median``).
 
     ``floor`` bounds the MAD from below: with ten classes, a MAD of almost zero would turn noise into
     huge indices.
     """
-    median = values.median()
-    mad = (values - median).abs().median()
-    return (values - median) / (MAD_CONSISTENCY * mad.clamp_min(floor))
+    centre = median(values)
+    mad = median((values - centre).abs())
+    return (values - centre) / (MAD_CONSISTENCY * mad.clamp_min(floor))
 
 
 def backdoor_probability(evidence: float, *, centre: float, slope: float) -> float:

@@ -11,6 +11,7 @@ from torch import nn
 from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel, region_images
 from worker.detectors.base import DetectorInputError
 from worker.detectors.neural_cleanse import NeuralCleanse, small_side_anomaly_index
+from worker.scoring.verdict import anomaly_index
 
 
 def fast() -> NeuralCleanse:
@@ -22,6 +23,15 @@ def test_anomaly_index_by_hand() -> None:
     # median 12, |x - 12| = [2, 0, 2, 4, 10] -> MAD 2 -> sigma 2.9652
     index = small_side_anomaly_index(norms)
     assert index.tolist() == pytest.approx([2 / 2.9652, 0.0, -2 / 2.9652, -4 / 2.9652, 10 / 2.9652], rel=1e-4)
+
+
+def test_anomaly_index_of_an_even_class_count_takes_the_true_median_by_hand() -> None:
+    norms = torch.tensor([10.0, 12.0, 14.0, 16.0, 2.0, 18.0])
+    # median (12 + 14) / 2 = 13 (torch.median: 12); |x - 13| = [3, 1, 1, 3, 11, 5] -> MAD (3 + 3) / 2 = 3
+    index = small_side_anomaly_index(norms)
+    assert index.tolist() == pytest.approx([(13 - n) / (1.4826 * 3) for n in norms.tolist()], rel=1e-6)
+    # one helper for both detectors: the small side of the norms is the large side of their negation
+    assert torch.equal(index, anomaly_index(-norms, floor=1e-12))
 
 
 def test_refuses_without_clean_images_and_says_what_to_pass(clean_model: RegionModel) -> None:

@@ -14,7 +14,7 @@ from worker.scoring.calibration import LEAD_CENTRES, LEAD_SLOPE, class_leads
 from worker.scoring.config import ScoringConfig
 from worker.scoring.features import best_windows, energy, shared_hotspot, window_size
 from worker.scoring.score import score_audit
-from worker.scoring.verdict import anomaly_index, backdoor_probability, verdict_for
+from worker.scoring.verdict import anomaly_index, backdoor_probability, median, verdict_for
 
 SHAPE = (1, 12, 12)
 TARGET = 2
@@ -90,6 +90,16 @@ def test_anomaly_index_matches_hand_computation() -> None:
     assert anomaly_index(values)[2].item() == 0.0
     flat = anomaly_index(torch.tensor([1.0, 1.0, 1.0, 1.01]), floor=0.01)
     assert math.isfinite(flat[-1].item()) and flat[-1].item() == pytest.approx(0.01 / (1.4826 * 0.01))
+
+
+def test_anomaly_index_takes_the_true_median_of_an_even_class_count() -> None:
+    values = torch.tensor([8.0, 1.0, 20.0, 4.0, 2.0, 7.0])
+    # median (4 + 7) / 2 = 5.5; deviations [2.5, 4.5, 14.5, 1.5, 3.5, 1.5] -> MAD (2.5 + 3.5) / 2 = 3.
+    # torch.median's lower middles gave median 4 and MAD 3: an index of 16 / 4.4478 = 3.597 for 20
+    index = anomaly_index(values)
+    assert index.tolist() == pytest.approx([(v - 5.5) / (1.4826 * 3) for v in values.tolist()], rel=1e-6)
+    assert index[2].item() == pytest.approx(14.5 / 4.4478, rel=1e-4)  # 3.260
+    assert median(torch.tensor([3.0, 1.0])).item() == 2.0 and median(torch.tensor([5.0])).item() == 5.0
 
 
 def test_best_window_and_shared_hotspot_find_a_planted_blob() -> None:
