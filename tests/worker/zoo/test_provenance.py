@@ -15,10 +15,8 @@ import torch
 from worker.zoo.provenance import (
     CPUINFO,
     PINNED_KERNELS,
-    KernelPinError,
     build_hash,
     cpu_name,
-    pin_kernels,
     this_machine,
 )
 
@@ -63,16 +61,30 @@ def test_a_fresh_process_pinned_before_its_first_op_runs_and_records_the_pinned_
     assert machine["kernels"] == PINNED_KERNELS
 
 
-def test_a_pin_after_torch_chose_other_kernels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in PINNED_KERNELS:  # restored after the test, so no later process inherits the pin
-        monkeypatch.setenv(name, "")
-    torch.ones(2, 2).sum()  # torch has computed in this process, with the CPU's own kernels
-    if torch.backends.cpu.get_cpu_capability() == "AVX2":
-        pin_kernels()  # the CPU's own kernels are the pinned ones: nothing to refuse
-    else:
-        with pytest.raises(KernelPinError, match="not the pinned AVX2 ones"):
-            pin_kernels()
-        assert all(os.environ[name] == "" for name in PINNED_KERNELS)  # the switches as they were
+def test_a_pin_after_torch_chose_other_kernels_is_refused() -> None:
+    """In a fresh process told to run torch's DEFAULT kernels, which every CPU has, and computing before
+    the pin: so the refusal is tested on every host, an AVX2-only one included (there the CPU's own
+    kernels are the pinned ones, and a pin in this process would succeed)."""
+    script = (
+        "import json, os, torch\n"
+        "from worker.zoo.provenance import PINNED_KERNELS, KernelPinError, pin_kernels\n"
+        "torch.ones(2, 2).sum()\n"  # torch chooses its kernels at its first op
+        "try:\n"
+        "    pin_kernels()\n"
+        "    refusal = None\n"
+        "except KernelPinError as exc:\n"
+        "    refusal = str(exc)\n"
+        "print(json.dumps({'refusal': refusal, 'env': {n: os.environ.get(n) for n in PINNED_KERNELS}}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in PINNED_KERNELS}
+    env.update(ATEN_CPU_CAPABILITY="default", MKL_CBWR="AUTO")  # ONEDNN_MAX_CPU_ISA left unset
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True, env=env
+    )
+    result = json.loads(done.stdout)
+    assert result["refusal"] is not None and "torch runs its DEFAULT kernels, not the pinned AVX2" in result["refusal"]
+    # a refused pin leaves the switches as they were, so no child process inherits half a pin
+    assert result["env"] == {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": None, "MKL_CBWR": "AUTO"}
 
 
 PINNED_TRAINING = (
