@@ -11,7 +11,8 @@ All classes are optimised in one batch (classes x images). The defaults are size
 (200 steps of 10 images per class, about a minute for a small CNN on one core); the paper runs
 several epochs over its clean set. Options (constructor): ``steps``, ``lr``
 (Adam on the unconstrained mask and pattern), ``batch_size`` clean images per class per step,
-``initial_cost``, ``cost_factor``, ``patience`` (steps between cost adjustments) and
+``initial_cost``, ``cost_factor``, ``patience`` (consecutive steps a class's trigger must work, or
+fail, before its L1 weight is raised, or lowered; ``adjust_cost``) and
 ``success_threshold`` (the fraction of flipped images that counts as a working trigger).
 """
 
@@ -36,6 +37,24 @@ ANOMALY_THRESHOLD = 2.0  # the paper's flag: anomaly index above 2 (about 95% co
 def small_side_anomaly_index(norms: Tensor) -> Tensor:
     """``(median - x) / (1.4826 * MAD)`` per class: positive when a class's mask is unusually small."""
     return anomaly_index(-norms, floor=1e-12)  # the small side of the norms is the large side of -norms
+
+
+def adjust_cost(
+    cost: Tensor, works: Tensor, successes: Tensor, failures: Tensor, *, patience: int, factor: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of the paper's L1-weight schedule, per class (the authors' ``visualizer.py``): count the
+    consecutive steps whose trigger worked (``works``) or failed; after ``patience`` successes in a row
+    multiply the class's cost by ``factor`` (a smaller mask may work too), after ``patience`` failures in
+    a row divide it by ``factor ** 1.5`` (the trigger needs room), and start that count again. A class
+    whose trigger works on some steps and fails on others keeps its cost.
+
+    Returns the new (cost, successes, failures).
+    """
+    successes = torch.where(works, successes + 1, 0)
+    failures = torch.where(works, 0, failures + 1)
+    up, down = successes >= patience, failures >= patience
+    cost = torch.where(up, cost * factor, torch.where(down, cost / factor**1.5, cost))
+    return cost, torch.where(up, 0, successes), torch.where(down, 0, failures)
 
 
 @register("neural-cleanse")
@@ -128,11 +147,12 @@ class NeuralCleanse:
         targets = torch.arange(num_classes, device=device).repeat_interleave(self.batch_size)
         best_norm = torch.full((num_classes,), float("inf"), device=device)
         best_success = torch.zeros(num_classes, device=device)
-        window_success = torch.zeros(num_classes, device=device)
+        successes = torch.zeros(num_classes, dtype=torch.long, device=device)  # consecutive steps, per class
+        failures = torch.zeros(num_classes, dtype=torch.long, device=device)
         last_norm = torch.zeros(num_classes, device=device)
         last_success = torch.zeros(num_classes, device=device)
         with model_as_found(model):
-            for step in range(1, self.steps + 1):
+            for _ in range(self.steps):
                 pick = torch.randint(len(images), (self.batch_size,), generator=generator).to(device)
                 x = images[pick].unsqueeze(0)  # (1, B, C, H, W), shared by every class
                 mask = torch.sigmoid(mask_logit)
@@ -150,12 +170,9 @@ class NeuralCleanse:
                     best_norm = torch.where(improved, l1, best_norm)
                     best_success = torch.where(improved, success, best_success)
                     last_norm, last_success = l1.detach(), success
-                    window_success += works.float()
-                    if step % self.patience == 0:
-                        # raise the L1 weight where the trigger worked all window long, lower it where it failed
-                        up = window_success == self.patience
-                        cost = torch.where(up, cost * self.cost_factor, cost / self.cost_factor**1.5)
-                        window_success.zero_()
+                    cost, successes, failures = adjust_cost(
+                        cost, works, successes, failures, patience=self.patience, factor=self.cost_factor
+                    )
         found = torch.isfinite(best_norm)
         norms = torch.where(found, best_norm, last_norm)
         success = torch.where(found, best_success, last_success)

@@ -10,7 +10,7 @@ from torch import nn
 
 from tests.worker.detectors.conftest import INPUT_SHAPE, NUM_CLASSES, RegionModel, region_images
 from worker.detectors.base import DetectorInputError
-from worker.detectors.neural_cleanse import NeuralCleanse, small_side_anomaly_index
+from worker.detectors.neural_cleanse import NeuralCleanse, adjust_cost, small_side_anomaly_index
 from worker.scoring.verdict import anomaly_index
 
 
@@ -71,3 +71,35 @@ def test_nan_mask_norms_are_refused_not_called_clean(clean_model: RegionModel) -
     images, _ = region_images(10)
     with pytest.raises(DetectorInputError, match="NaN or infinite, so there is no verdict"):
         NeuralCleanse(steps=5, batch_size=2).detect(NaNOffBlank(), INPUT_SHAPE, NUM_CLASSES, clean_images=images)
+
+
+def _costs(history: list[list[bool]], *, patience: int = 3, factor: float = 2.0) -> list[list[float]]:
+    """Each step's costs of classes whose triggers worked or failed as ``history`` says (one row a step)."""
+    classes = len(history[0])
+    cost = torch.ones(classes)
+    successes = failures = torch.zeros(classes, dtype=torch.long)
+    costs = []
+    for works in history:
+        cost, successes, failures = adjust_cost(
+            cost, torch.tensor(works), successes, failures, patience=patience, factor=factor
+        )
+        costs.append(cost.tolist())
+    return costs
+
+
+def test_the_cost_rises_after_patience_successes_and_falls_after_patience_failures_in_a_row() -> None:
+    t, f = True, False
+    # three classes with patience 3: always working, always failing, working two steps in three
+    costs = _costs([[t, f, t], [t, f, t], [t, f, f], [t, f, t], [t, f, t], [t, f, f]])
+    down = 2.0**-1.5
+    assert [c[0] for c in costs] == [1, 1, 2, 2, 2, 4]  # raised on the 3rd and 6th success in a row
+    assert [c[1] for c in costs] == pytest.approx([1, 1, down, down, down, down * down])
+    # neither patience successes nor patience failures in a row: the cost stays (it was lowered at
+    # every third step when any step of the window had failed)
+    assert [c[2] for c in costs] == [1, 1, 1, 1, 1, 1]
+
+
+def test_a_failure_restarts_the_count_of_successes() -> None:
+    t, f = True, False
+    costs = _costs([[t], [t], [f], [t], [t], [t]])
+    assert [c[0] for c in costs] == [1, 1, 1, 1, 1, 2]
