@@ -17,6 +17,7 @@ from worker.saliency.engine import ClassMap
 from worker.saliency.render import heatmap, png_bytes, signed_visualisation
 from worker.scoring.borderline import near_the_line
 from worker.scoring.score import AuditScore
+from worker.scoring.verdict import MAD_OUTLIER_INDEX
 
 SCHEMA_VERSION = 1
 
@@ -93,7 +94,9 @@ def build_report(
         suspected_classes=score.suspected_classes,
         classes=classes,
         thresholds={
-            "anomaly_index": config.scoring.anomaly_threshold,
+            # a reference line for the per-class anomaly index (of the maps' concentration), which is
+            # reported, not decided on: the verdict is P(backdoored) against the two lines below
+            "anomaly_index": MAD_OUTLIER_INDEX,
             "suspicious": config.scoring.suspicious_at,
             "backdoored": config.scoring.backdoored_at,
         },

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 from worker.json_config import JsonConfig
 from worker.saliency.config import MAX_SEED, integer_problem, number_problem
@@ -13,6 +13,13 @@ from worker.saliency.config import MAX_SEED, integer_problem, number_problem
 # or hold more than a GPU's memory.
 MAX_PROBES_PER_CLASS = 256
 
+# Keys earlier versions had, with the value they always held unless a user changed it. The API stores
+# each audit's config with every default filled in, and report.json echoes it, so these keys are in
+# every stored config: reading one back must not fail. ``anomaly_threshold`` decided nothing (the
+# verdict and the suspected classes read the class leads through ``suspicious_at``); it only set the
+# reference line that report.json carries as ``thresholds.anomaly_index`` (``worker.report``).
+RETIRED_KEYS: dict[str, Any] = {"anomaly_threshold": 2.0}
+
 
 @dataclass(frozen=True)
 class ScoringConfig(JsonConfig):
@@ -21,8 +28,7 @@ class ScoringConfig(JsonConfig):
     share of the map's energy measures how concentrated the map is.
 
     ``probes_per_class`` is how many probe inputs per other class carry a candidate trigger in the
-    transfer test. The anomaly threshold is Neural Cleanse's customary 2; the probability thresholds
-    map the calibrated P(backdoored) to a verdict.
+    transfer test. The probability thresholds map the calibrated P(backdoored) to a verdict.
     """
 
     label: ClassVar[str] = "scoring"
@@ -48,7 +54,6 @@ class ScoringConfig(JsonConfig):
     # backdoor from 5.2 to 6.8 while the largest clean evidence fell from 4.4 to 4.0 (BENCHMARKS.md,
     # "Twelfth round"). The map test keeps seeds in [0, 1]: blended triggers lost on dim probes.
     patch_probe_brightness: float = 0.5
-    anomaly_threshold: float = 2.0
     # decision thresholds on the calibrated probability, set so that no clean development model was
     # flagged with any of saliency seeds 0-2 (the largest, a gray MNIST small_cnn's evidence of 5.16,
     # maps to 0.847). With the window margin, on the tenth session's zoo, one clean dev row of 123 is
@@ -58,6 +63,20 @@ class ScoringConfig(JsonConfig):
     suspicious_at: float = 0.85
     backdoored_at: float = 0.9
     seed: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """As ``JsonConfig.from_dict``; a retired key is dropped when it holds its old value (as every
+        stored config does) and refused, saying why, when a user set it to anything else."""
+        data = dict(data)
+        for key, old_value in RETIRED_KEYS.items():
+            value = data.pop(key, old_value)
+            if value != old_value:
+                raise ValueError(
+                    f"scoring config key {key} was removed (got {value}): it changed no verdict and no suspected "
+                    "class, which read P(backdoored) against suspicious_at and backdoored_at; drop the key"
+                )
+        return super().from_dict(data)
 
     def __post_init__(self) -> None:
         problems = [
