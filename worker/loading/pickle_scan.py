@@ -106,6 +106,7 @@ class PickleReport:
     calls: set[str] = field(default_factory=set)  # globals actually called (REDUCE, NEWOBJ, OBJ, INST)
     storages: list[StorageRef] = field(default_factory=list)
     end: int = 0  # offset just past the STOP opcode
+    value: object = None  # what the pickle returns where the scan follows it (a number, a string), else unknown
 
 
 def _as_int(arg: object) -> int:
@@ -281,7 +282,7 @@ def scan_pickle(
                     report.storages.append(ref)
                 stack.push(_UNKNOWN)
             elif name == "STOP":
-                stack.pop(1)
+                report.value = stack.pop(1)[0]
                 report.end = (pos or 0) + 1
                 break
             else:
@@ -295,14 +296,20 @@ def scan_pickle(
     return report
 
 
-def scan_pickle_stream(data: bytes, *, where: str, allowed: frozenset[str], max_pickles: int) -> list[PickleReport]:
-    """Scan up to ``max_pickles`` pickles written back to back (torch's legacy, pre-zip format)."""
+def scan_pickle_sequence(
+    data: bytes, *, what: str, names: tuple[str, ...], allowed: frozenset[str]
+) -> list[PickleReport]:
+    """Scan the pickles written back to back from the start of ``data``: one per entry of ``names`` (what
+    each holds, for error messages; ``what`` names the file), or fewer where the data ends first.
+
+    The count comes from the caller's format, not from the bytes: a pickle need not start with PROTO
+    (protocols 0 and 1 never do), so no byte tells where the pickles end and other data begins.
+    """
     reports: list[PickleReport] = []
     start = 0
-    while start < len(data) and len(reports) < max_pickles:
-        if reports and data[start] != 0x80:  # the raw storage bytes after the last pickle
+    for name in names:
+        if start >= len(data):
             break
-        report = scan_pickle(data, where=where, allowed=allowed, start=start)
-        reports.append(report)
-        start = report.end
+        reports.append(scan_pickle(data, where=f"the {what}'s {name} pickle", allowed=allowed, start=start))
+        start = reports[-1].end
     return reports

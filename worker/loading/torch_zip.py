@@ -17,13 +17,16 @@ from worker.loading.pickle_scan import (
     TORCHSCRIPT_GLOBALS,
     PickleReport,
     scan_pickle,
-    scan_pickle_stream,
+    scan_pickle_sequence,
 )
 from worker.loading.types import CheckpointError
 
 MAX_PICKLE_BYTES = 256 * 2**20  # a pickle describes tensors; their bytes live in separate members
 MAX_CODE_BYTES = 64 * 2**20
-_LEGACY_PICKLES = 5  # magic number, protocol, sys info, the object, storage keys (torch/serialization.py)
+# torch/serialization.py, _legacy_save and _legacy_load: these five pickles, then the raw storages
+_LEGACY_PICKLES = ("magic number", "protocol version", "system info", "object", "storage keys")
+_LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL_VERSION = 1001
 
 # TorchScript code runs in the TorchScript interpreter, which has no Python builtins or imports; what it
 # can reach is the registered operator set. These builtins read or write files, so code naming them is
@@ -64,17 +67,34 @@ def scan_torchscript(archive: Archive) -> None:
 
 
 def scan_legacy_pickle(data: bytes) -> None:
-    """torch.save's pre-1.6 format: several pickles back to back, then raw storage bytes.
+    """torch.save's pre-1.6 format: five pickles back to back, then raw storage bytes.
 
-    Its loader allocates every storage at the size the pickle claims, so the claims together must fit
-    in the file.
+    Its loader allocates every storage at the size the object pickle claims before reading any byte of
+    it, so the claims together must fit in the bytes after the pickles. All five pickles are scanned
+    whatever their protocol, and a file that does not open with torch's magic number and protocol
+    version is refused: torch.load would refuse it anyway, after unpickling.
     """
-    reports = scan_pickle_stream(data, where="the pickle", allowed=TENSOR_GLOBALS, max_pickles=_LEGACY_PICKLES)
-    claimed = {ref.key: ref.nbytes for report in reports for ref in report.storages}
-    if sum(claimed.values()) > len(data):
+    reports = scan_pickle_sequence(data, what="legacy checkpoint", names=_LEGACY_PICKLES, allowed=TENSOR_GLOBALS)
+    header = [_LEGACY_MAGIC_NUMBER, _LEGACY_PROTOCOL_VERSION][: len(reports)]
+    if not reports or [report.value for report in reports[:2]] != header:
         raise CheckpointError(
-            f"the checkpoint's tensors claim {sum(claimed.values())} bytes but the file has {len(data)}; "
-            "refused before allocating (truncated or tampered file)."
+            "the file is a pickle but not a torch.save checkpoint (it lacks torch's magic number and protocol "
+            "version). Save the weights with `torch.save(model.state_dict(), path)` or safetensors."
+        )
+    if len(reports) < len(_LEGACY_PICKLES):
+        raise CheckpointError(
+            f"the legacy checkpoint ends after {len(reports)} of its {len(_LEGACY_PICKLES)} pickles "
+            f"({', '.join(_LEGACY_PICKLES)}); the file is truncated."
+        )
+    claimed: dict[str, int] = {}
+    for ref in (ref for report in reports for ref in report.storages):
+        # torch allocates a key's storage where it first appears; the largest claim bounds whichever that is
+        claimed[ref.key] = max(claimed.get(ref.key, 0), ref.nbytes)
+    stored = len(data) - reports[-1].end
+    if sum(claimed.values()) > stored:
+        raise CheckpointError(
+            f"the checkpoint's tensors claim {sum(claimed.values())} bytes but the file holds {stored} bytes of "
+            "tensor data; refused before allocating (truncated or tampered file)."
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import io
 import zipfile
 from collections.abc import Iterator
@@ -58,3 +59,19 @@ def add_member(archive: bytes, name: str, content: bytes) -> bytes:
         prefix = target.namelist()[0].split("/", 1)[0]
         target.writestr(f"{prefix}/{name}", content)
     return out.getvalue()
+
+
+class StorageStandIn:
+    """Stands for a tensor storage in a hand-made torch pickle (a Pickler's persistent_id replaces it)."""
+
+
+class ClaimingTensor:
+    """Pickles as torch's tensor rebuild call on a StorageStandIn, so a test chooses what the storage claims."""
+
+    def __init__(self, size: tuple[int, ...]) -> None:
+        self.size = size
+
+    def __reduce__(self) -> tuple[object, ...]:
+        stride = tuple(int(torch.tensor(self.size[i + 1 :]).prod()) for i in range(len(self.size)))
+        args: tuple[object, ...] = (StorageStandIn(), 0, self.size, stride, False, collections.OrderedDict())
+        return (torch._utils._rebuild_tensor_v2, args)

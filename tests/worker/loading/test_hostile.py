@@ -7,7 +7,6 @@ they would, if unpickled.
 
 from __future__ import annotations
 
-import collections
 import io
 import json
 import pickle
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.worker.loading.conftest import add_member, replace_member, torch_zip_bytes
+from tests.worker.loading.conftest import ClaimingTensor, StorageStandIn, add_member, replace_member, torch_zip_bytes
 from worker.loading import CheckpointError, ModelSpec, inspect_checkpoint, load_checkpoint
 
 
@@ -246,26 +245,13 @@ def test_truncated_archive_is_refused(tiny_model: torch.nn.Module, tmp_path: Pat
         load_checkpoint(path, ModelSpec(arch="small_cnn"))
 
 
-class _Storage:
-    """Stands for a tensor storage in a hand-made torch pickle."""
-
-
-class _ClaimingTensor:
-    def __init__(self, size: tuple[int, ...]) -> None:
-        self.size = size
-
-    def __reduce__(self) -> tuple[object, ...]:
-        stride = tuple(int(torch.tensor(self.size[i + 1 :]).prod()) for i in range(len(self.size)))
-        return (torch._utils._rebuild_tensor_v2, (_Storage(), 0, self.size, stride, False, collections.OrderedDict()))
-
-
 def _claiming_zip(size: tuple[int, ...], numel: int) -> bytes:
     class Pickler(pickle.Pickler):
         def persistent_id(self, obj: object) -> object:
-            return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, _Storage) else None
+            return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, StorageStandIn) else None
 
     buffer = io.BytesIO()
-    Pickler(buffer, protocol=2).dump({"w": _ClaimingTensor(size)})
+    Pickler(buffer, protocol=2).dump({"w": ClaimingTensor(size)})
     return replace_member(torch_zip_bytes({"w": torch.zeros(4)}), "/data.pkl", buffer.getvalue())
 
 
@@ -394,21 +380,6 @@ def test_export_shape_expression_that_runs_python_is_refused(
     path.write_bytes(replace_member(data, "models/model.json", hostile.encode()))
     with pytest.raises(CheckpointError, match="names `__import__`"):
         load_checkpoint(path)
-
-
-def test_legacy_pickle_claiming_more_storage_than_the_file_is_refused(tmp_path: Path) -> None:
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj: object) -> object:
-            return ("storage", torch.FloatStorage, "0", "cpu", 10**12, None) if isinstance(obj, _Storage) else None
-
-    buffer = io.BytesIO()
-    for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001}):
-        pickle.dump(header, buffer, protocol=2)
-    Pickler(buffer, protocol=2).dump({"w": _ClaimingTensor((4,))})
-    path = tmp_path / "model.pt"
-    path.write_bytes(buffer.getvalue())
-    with pytest.raises(CheckpointError, match="claim 4000000000000 bytes"):
-        load_checkpoint(path, ModelSpec(arch="small_cnn"))
 
 
 def test_scan_command_exits_2_on_a_hostile_checkpoint(
