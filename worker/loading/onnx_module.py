@@ -262,7 +262,8 @@ _OPS: dict[str, Op] = {
     "Concat": lambda a, k: torch.cat(a, dim=k["axis"]),
     "Transpose": lambda a, k: a[0].permute(*k["perm"]) if "perm" in k else a[0].permute(*reversed(range(a[0].dim()))),
     "Softmax": lambda a, k: torch.softmax(a[0], dim=k.get("axis", -1)),
-    "Shape": lambda a, _: torch.tensor(a[0].shape, dtype=torch.int64),
+    # on the input's device: the ops that consume a shape (Gather, Concat with constants) mix devices otherwise
+    "Shape": lambda a, _: torch.tensor(a[0].shape, dtype=torch.int64, device=a[0].device),
     "Gather": _gather,
     "Unsqueeze": _unsqueeze,
     "Squeeze": _squeeze,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
 
 from worker.loading import ModelSpec, load_checkpoint
+from worker.loading.onnx_module import _OPS
 
 ATOL = 1e-5
 
@@ -86,3 +88,13 @@ def test_dynamic_batch_graph_is_differentiable_in_the_input(tmp_path: Path) -> N
     _reference((reference - 0.5) / 0.2, weights)[:, 1].sum().backward()
     assert x.grad is not None and torch.allclose(x.grad, reference.grad, atol=ATOL)  # type: ignore[arg-type]
     assert all(not p.requires_grad for p in loaded.module.parameters())
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_shape_op_puts_the_shape_on_its_input_s_device(device: str) -> None:
+    # a CPU shape tensor next to CUDA activations breaks the ops that consume it; no GPU here, and the
+    # meta device shows the placement follows the input all the same
+    shape = _OPS["Shape"]([torch.empty(2, 3, 4, device=device)], {})
+    assert shape.device.type == device and shape.dtype == torch.int64 and shape.shape == (3,)
+    if device == "cpu":
+        assert shape.tolist() == [2, 3, 4]
