@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worker.loading.messages import first_line, listing
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
 _TRIAL_SIZES = {1: (28, 32, 64, 224), 3: (32, 224, 64, 28)}
 CHANNELS_LAST_MAX_SIDE = 32  # the largest input side a model runs channels-last at (_prefer_channels_last)
-_SHOWN = 5
 
 
 @dataclass
@@ -116,9 +116,8 @@ def _check_finite(module: nn.Module) -> None:
     tensors = list(module.named_parameters()) + list(module.named_buffers())
     bad = [name for name, t in tensors if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
-        more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
         raise CheckpointError(
-            f"{len(bad)} weight tensors contain NaN or infinite values ({', '.join(bad[:_SHOWN])}{more}); "
+            f"{len(bad)} weight tensors contain NaN or infinite values ({listing(bad)}); "
             "the training run diverged or the file is corrupt, and such a model cannot be audited."
         )
 
@@ -158,7 +157,7 @@ def _dry_run(module: nn.Module, shape: tuple[int, int, int], device: torch.devic
     except Exception as exc:
         raise CheckpointError(
             f"the model rejects an input of shape (1, {', '.join(map(str, shape))}): "
-            f"{_first_line(exc)}. Declare the (C, H, W) the model was trained on."
+            f"{first_line(exc)}. Declare the (C, H, W) the model was trained on."
         ) from exc
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
         kind = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {list(out.shape)}"
@@ -190,8 +189,3 @@ def first_conv_channels(module: nn.Module) -> int | None:
         if parameter.dim() == 4:
             return int(parameter.shape[1])
     return None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]

@@ -17,6 +17,7 @@ from worker.loading import onnx_module, registry
 from worker.loading.export_program import load_export
 from worker.loading.finalize import Built, finalize, first_conv_channels
 from worker.loading.intake import DEFAULT_MAX_BYTES, Intake, inspect_bytes, read_checkpoint
+from worker.loading.messages import first_line
 from worker.loading.state_dict import Weights, expected_names, infer_sizes, load_into, match_names, unwrap
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
@@ -37,9 +38,8 @@ def load_checkpoint(
     except CheckpointError:
         raise
     except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"the {intake.format} checkpoint passed the safety checks but failed to load: {message}"
+            f"the {intake.format} checkpoint passed the safety checks but failed to load: {first_line(exc)}"
         ) from exc
 
 

@@ -25,8 +25,7 @@ DTYPE_SIZES = {
 
 @dataclass(frozen=True)
 class SafetensorsHeader:
-    tensors: dict[str, tuple[str, tuple[int, ...]]]  # name -> (dtype, shape)
-    metadata: dict[str, str]
+    metadata: dict[str, str]  # the header's `__metadata__` (may name the architecture)
 
 
 def looks_like_safetensors(data: bytes) -> bool:
@@ -54,7 +53,6 @@ def parse_header(data: bytes) -> SafetensorsHeader:
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
         raise CheckpointError("the safetensors `__metadata__` must map strings to strings.")
-    tensors: dict[str, tuple[str, tuple[int, ...]]] = {}
     spans: list[tuple[int, int, str]] = []
     for name, entry in header.items():
         dtype, shape, begin, end = _entry(name, entry)
@@ -69,13 +67,12 @@ def parse_header(data: bytes) -> SafetensorsHeader:
                 f"safetensors tensor `{name}` claims shape {list(shape)} of {dtype} ({nbytes} bytes) but its "
                 f"offsets span {end - begin} bytes; the header is inconsistent (tampered file)."
             )
-        tensors[name] = (dtype, shape)
         spans.append((begin, end, name))
     spans.sort()
     for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
         if begin < end:
             raise CheckpointError(f"safetensors tensors `{first}` and `{second}` overlap; the header is tampered.")
-    return SafetensorsHeader(tensors=tensors, metadata=metadata)
+    return SafetensorsHeader(metadata=metadata)
 
 
 def _entry(name: str, entry: object) -> tuple[str, tuple[int, ...], int, int]:

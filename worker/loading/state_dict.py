@@ -8,20 +8,20 @@ twice on the meta device (free) with different sizes and seeing which weight dim
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from worker.loading import registry
+from worker.loading.messages import listing
 from worker.loading.types import CheckpointError
 
 StateDict = dict[str, torch.Tensor]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module", "ema", "state_dict_ema")
 _PREFIXES = ("module.", "model.", "_orig_mod.", "net.")
-_SHOWN = 5
 
 
 @dataclass
@@ -40,9 +40,8 @@ def unwrap(obj: object) -> Weights:
         for key in _WRAPPER_KEYS:
             if _is_state_dict(obj.get(key)):
                 return Weights(dict(obj[key]), [f"weights taken from the checkpoint's `{key}` entry"])
-        keys = ", ".join(repr(k) for k in list(obj)[:_SHOWN])
         raise CheckpointError(
-            f"the checkpoint is a dict ({keys}{', ...' if len(obj) > _SHOWN else ''}) but none of its "
+            f"the checkpoint is a dict ({listing([repr(k) for k in obj])}) but none of its "
             f"entries is a state_dict (looked for {', '.join(_WRAPPER_KEYS)}). Save `model.state_dict()`."
         )
     raise CheckpointError(
@@ -134,17 +133,15 @@ def load_into(model: nn.Module, weights: Weights, arch: str) -> list[str]:
     return notes
 
 
-def _listing(label: str, items: list[str]) -> str:
-    shown = ", ".join(items[:_SHOWN])
-    more = f" and {len(items) - _SHOWN} more" if len(items) > _SHOWN else ""
-    return f"{len(items)} {label} ({shown}{more})"
+def _labelled(label: str, items: Sequence[str]) -> str:
+    return f"{len(items)} {label} ({listing(items)})"
 
 
 def _mismatch_report(
     arch: str, missing: list[str], unexpected: list[str], wrong_shape: list[str], expected: int
 ) -> str:
     parts = [
-        _listing(label, items)
+        _labelled(label, items)
         for label, items in (
             ("missing weights", missing),
             ("unexpected weights", unexpected),
