@@ -17,8 +17,18 @@ from worker.loading import onnx_module, registry
 from worker.loading.export_program import load_export
 from worker.loading.finalize import Built, finalize, first_conv_channels
 from worker.loading.intake import DEFAULT_MAX_BYTES, Intake, inspect_bytes, read_checkpoint
+from worker.loading.limits import check_declared
 from worker.loading.messages import first_line
-from worker.loading.state_dict import Weights, expected_names, infer_sizes, load_into, match_names, unwrap
+from worker.loading.state_dict import (
+    Weights,
+    check_fit,
+    expected_names,
+    infer_sizes,
+    load_into,
+    match_names,
+    meta_shapes,
+    unwrap,
+)
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
 
@@ -30,6 +40,7 @@ def load_checkpoint(
     device: str | torch.device = "cpu",
 ) -> LoadedModel:
     """Load an untrusted checkpoint as a classifier taking [0, 1] pixels; raise only CheckpointError."""
+    check_declared(spec)  # before anything is built or run at the declared sizes
     intake = inspect_bytes(read_checkpoint(path, max_bytes), max_bytes)
     try:
         target = torch.device(device)
@@ -61,9 +72,11 @@ def _from_weights(weights: Weights, spec: ModelSpec, arch: str | None, fmt: str)
         raise CheckpointError(
             f"declared {declared_channels} input channels, but the weights' first layer takes {in_channels}."
         )
-    # when no weight reveals a size, the head is missing and load_into reports it with the other keys
+    # when no weight reveals a size, the head is missing and check_fit reports it with the other keys
     num_classes = num_classes or spec.num_classes or 10
     channels = in_channels or declared_channels or 3
+    # a misfit is reported from shapes alone, before the model is allocated
+    check_fit(arch, meta_shapes(arch, num_classes, channels), weights.tensors)
     model = registry.build(arch, num_classes=num_classes, in_channels=channels)
     notes = weights.notes + load_into(model, weights, arch)
     shape = spec.input_shape

@@ -3,7 +3,10 @@
 Training scripts save more than ``model.state_dict()``: ``{"state_dict": ..., "optimizer": ...}``,
 Lightning's ``model.`` prefix, DataParallel's ``module.``, torch.compile's ``_orig_mod.``. Those are
 undone here. The class count and input channels are read off the weights by building the architecture
-twice on the meta device (free) with different sizes and seeing which weight dimensions move.
+twice on the meta device (free) with different sizes and seeing which weight dimensions move. A weight
+can claim any size without holding the values (a (20_000_000, 0) tensor takes no bytes), so the sizes
+read are bounded (limits) and the weights are checked against a meta-device build of those sizes
+(check_fit) before the caller builds the model for real.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 from torch import nn
 
 from worker.loading import registry
+from worker.loading.limits import MAX_INPUT_CHANNELS, MAX_NUM_CLASSES, in_channels_in_bounds, num_classes_in_bounds
 from worker.loading.messages import listing
 from worker.loading.types import CheckpointError
 
@@ -73,7 +77,7 @@ def match_names(weights: Weights, expected: set[str]) -> Weights:
             return Weights(tensors, notes)
 
 
-def _meta_shapes(arch: str, num_classes: int, in_channels: int) -> dict[str, torch.Size]:
+def meta_shapes(arch: str, num_classes: int, in_channels: int) -> dict[str, torch.Size]:
     """Weight shapes without allocating weights; constructors that read their own tensors (torchvision's
     RegNets) cannot run on the meta device and are built for real instead."""
     try:
@@ -85,52 +89,81 @@ def _meta_shapes(arch: str, num_classes: int, in_channels: int) -> dict[str, tor
 
 
 def expected_names(arch: str) -> set[str]:
-    return set(_meta_shapes(arch, 10, 3))
+    return set(meta_shapes(arch, 10, 3))
 
 
 def infer_sizes(arch: str, tensors: StateDict) -> tuple[int | None, int | None]:
-    """(num_classes, in_channels) as the weights record them; None where no weight depends on it."""
-    base = _meta_shapes(arch, 7, 3)
+    """(num_classes, in_channels) as the weights record them; None where no weight depends on it.
+
+    Refuses sizes past the accepted bounds: the caller builds the model at these sizes.
+    """
+    base = meta_shapes(arch, 7, 3)
+    num_classes = _moving_dim(base, meta_shapes(arch, 11, 3), tensors, 7)
+    in_channels = _moving_dim(base, meta_shapes(arch, 7, 1), tensors, 3)
+    if num_classes is not None and not num_classes_in_bounds(num_classes[0]):
+        raise _size_error(tensors, num_classes, "classes", f"between 1 and {MAX_NUM_CLASSES}")
+    if in_channels is not None and not in_channels_in_bounds(in_channels[0]):
+        raise _size_error(tensors, in_channels, "input channels", f"between 1 and {MAX_INPUT_CHANNELS}")
     return (
-        _moving_dim(base, _meta_shapes(arch, 11, 3), tensors, 7),
-        _moving_dim(base, _meta_shapes(arch, 7, 1), tensors, 3),
+        None if num_classes is None else num_classes[0],
+        None if in_channels is None else in_channels[0],
     )
 
 
 def _moving_dim(
     base: dict[str, torch.Size], changed: dict[str, torch.Size], tensors: StateDict, base_value: int
-) -> int | None:
+) -> tuple[int, str] | None:
+    """The size the weights give to the dimension that follows ``base_value``, and the weight it was read off."""
     for name, shape in base.items():
         other = changed.get(name)
         if other is None or other == shape or name not in tensors or tensors[name].dim() != len(shape):
             continue
         for dim, (a, b) in enumerate(zip(shape, other, strict=True)):
             if a != b and a == base_value:
-                return int(tensors[name].shape[dim])
+                return int(tensors[name].shape[dim]), name
     return None
+
+
+def _size_error(tensors: StateDict, found: tuple[int, str], what: str, accepted: str) -> CheckpointError:
+    size, name = found
+    empty = " and holds no values," if tensors[name].numel() == 0 else ""
+    return CheckpointError(
+        f"weight `{name}` has shape {list(tensors[name].shape)}{empty} which makes {size} {what}; {accepted} "
+        "are accepted. The file is corrupt or tampered, or not a classifier of that size: re-save "
+        "`model.state_dict()` of the trained model."
+    )
+
+
+def check_fit(arch: str, expected: Mapping[str, torch.Size], tensors: StateDict) -> None:
+    """Refuse, with a readable report, unless ``tensors`` has the names and shapes of ``expected``.
+
+    Shapes only, so ``expected`` can come from a meta-device build and a misfit is reported before the
+    model is allocated. BatchNorm's step counters may be absent (load_into fills them).
+    """
+    missing = [k for k in expected if k not in tensors and not _is_step_counter(k)]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong_shape = [
+        f"{k} {list(tensors[k].shape)} (expected {list(expected[k])})"
+        for k in expected
+        if k in tensors and tensors[k].shape != expected[k]
+    ]
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(_mismatch_report(arch, missing, unexpected, wrong_shape, len(expected)))
 
 
 def load_into(model: nn.Module, weights: Weights, arch: str) -> list[str]:
     """Strict load with a readable report; returns notes. BatchNorm's step counters may be absent."""
     own = model.state_dict()
-    tensors = dict(weights.tensors)
-    notes: list[str] = []
-    filled = [k for k in own if k not in tensors and k.endswith("num_batches_tracked")]
-    for key in filled:
-        tensors[key] = own[key]
+    check_fit(arch, {k: v.shape for k, v in own.items()}, weights.tensors)
+    filled = [k for k in own if k not in weights.tensors and _is_step_counter(k)]
+    model.load_state_dict({**weights.tensors, **{k: own[k] for k in filled}}, strict=True)
     if filled:
-        notes.append(f"{len(filled)} BatchNorm `num_batches_tracked` counters were absent (unused at audit)")
-    missing = [k for k in own if k not in tensors]
-    unexpected = [k for k in tensors if k not in own]
-    wrong_shape = [
-        f"{k} {list(tensors[k].shape)} (expected {list(own[k].shape)})"
-        for k in own
-        if k in tensors and tensors[k].shape != own[k].shape
-    ]
-    if missing or unexpected or wrong_shape:
-        raise CheckpointError(_mismatch_report(arch, missing, unexpected, wrong_shape, len(own)))
-    model.load_state_dict(tensors, strict=True)
-    return notes
+        return [f"{len(filled)} BatchNorm `num_batches_tracked` counters were absent (unused at audit)"]
+    return []
+
+
+def _is_step_counter(name: str) -> bool:
+    return name.endswith("num_batches_tracked")
 
 
 def _labelled(label: str, items: Sequence[str]) -> str:

@@ -1,0 +1,97 @@
+"""Sizes a file states for free (a zero-width weight, a recorded input shape) are bounded before anything is
+built or run at them, with the bounds the API puts on declared values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+from safetensors.torch import save_file
+
+from app.schemas import CheckpointCreate
+from worker.loading import CheckpointError, ModelSpec, load_checkpoint, registry
+from worker.loading.limits import MAX_INPUT_CHANNELS, MAX_INPUT_SIDE, MAX_NUM_CLASSES
+
+
+@pytest.fixture
+def real_builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """(num_classes, in_channels) of every model the loader builds off the meta device, i.e. allocates."""
+    builds: list[tuple[int, int]] = []
+    build = registry.build
+
+    def spy(name: str, num_classes: int = 10, in_channels: int = 3) -> torch.nn.Module:
+        if torch.get_default_device().type != "meta":
+            builds.append((num_classes, in_channels))
+        return build(name, num_classes, in_channels)
+
+    monkeypatch.setattr(registry, "build", spy)
+    return builds
+
+
+def _safetensors(model: torch.nn.Module, path: Path, replace: dict[str, torch.Tensor | None]) -> Path:
+    """The model's weights as safetensors (architecture small_cnn), some replaced (None: removed)."""
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    for key, tensor in replace.items():
+        if tensor is None:
+            del tensors[key]
+        else:
+            tensors[key] = tensor
+    save_file(tensors, path, {"arch": "small_cnn"})
+    return path
+
+
+def test_zero_width_head_claiming_too_many_classes_is_refused_unbuilt(
+    tiny_model: torch.nn.Module, tmp_path: Path, real_builds: list[tuple[int, int]]
+) -> None:
+    # (N, 0) holds no bytes whatever N is; the reviewer's N = 2e7 made a 338 KB file take 5.6 GB
+    path = _safetensors(
+        tiny_model, tmp_path / "m.safetensors", {"classifier.3.weight": torch.zeros(MAX_NUM_CLASSES + 1, 0)}
+    )
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(
+        f"weight `classifier.3.weight` has shape [{MAX_NUM_CLASSES + 1}, 0] and holds no values, which makes "
+        f"{MAX_NUM_CLASSES + 1} classes; between 1 and {MAX_NUM_CLASSES} are accepted."
+    )
+    assert real_builds == []
+
+
+def test_misfit_within_bounds_is_reported_before_the_model_is_allocated(
+    tiny_model: torch.nn.Module, tmp_path: Path, real_builds: list[tuple[int, int]]
+) -> None:
+    path = _safetensors(tiny_model, tmp_path / "m.safetensors", {"classifier.3.weight": torch.zeros(5000, 0)})
+    with pytest.raises(CheckpointError, match=r"classifier\.3\.weight \[5000, 0\] \(expected \[5000, 64\]\)"):
+        load_checkpoint(path)
+    assert real_builds == []
+
+
+def test_first_layer_claiming_too_many_channels_is_refused(tiny_model: torch.nn.Module, tmp_path: Path) -> None:
+    path = _safetensors(tiny_model, tmp_path / "m.safetensors", {"features.0.weight": torch.zeros(0, 1000, 3, 3)})
+    with pytest.raises(CheckpointError, match=rf"which makes 1000 input channels; between 1 and {MAX_INPUT_CHANNELS}"):
+        load_checkpoint(path)
+
+
+def test_declared_class_count_is_bounded_before_building(
+    tiny_model: torch.nn.Module, tmp_path: Path, real_builds: list[tuple[int, int]]
+) -> None:
+    # no head in the file, so only the declaration sizes it (the CLI passes declarations unchecked)
+    path = _safetensors(
+        tiny_model, tmp_path / "m.safetensors", {"classifier.3.weight": None, "classifier.3.bias": None}
+    )
+    with pytest.raises(CheckpointError, match=rf"declared num_classes={MAX_NUM_CLASSES + 1}; between 1 and"):
+        load_checkpoint(path, ModelSpec(num_classes=MAX_NUM_CLASSES + 1))
+    assert real_builds == []
+
+
+def test_the_bounds_are_the_ones_the_api_puts_on_declared_values() -> None:
+    largest = {"input_shape": [MAX_INPUT_CHANNELS, MAX_INPUT_SIDE, MAX_INPUT_SIDE], "num_classes": MAX_NUM_CLASSES}
+    CheckpointCreate(**largest)  # type: ignore[arg-type]
+    for field, value in (
+        ("num_classes", MAX_NUM_CLASSES + 1),
+        ("input_shape", [MAX_INPUT_CHANNELS + 1, 8, 8]),
+        ("input_shape", [1, MAX_INPUT_SIDE + 1, 8]),
+    ):
+        with pytest.raises(ValidationError):
+            CheckpointCreate(**{**largest, field: value})  # type: ignore[arg-type]
