@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from worker.loading.archive import ZIP_MAGIC, Archive, is_zip, open_archive
+from worker.loading.limits import checked_input_shape
 from worker.loading.torch_zip import scan_state_dict_zip
 from worker.loading.types import CheckpointError
 
@@ -208,7 +209,13 @@ def load_export(data: bytes, device: torch.device) -> tuple[ExportedClassifier, 
     args: tuple[Any, ...] = program.example_inputs[0] if program.example_inputs else ()
     shape: tuple[int, int, int] | None = None
     if len(args) == 1 and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
-        shape = (int(args[0].shape[1]), int(args[0].shape[2]), int(args[0].shape[3]))
+        # bounded before the batch-of-two trial below allocates an input of this shape (a zero-stride
+        # example input records any shape in a few bytes)
+        shape = checked_input_shape(
+            args[0].shape[1:],
+            "the input shape the program's example input records",
+            "Refused before running the program; export it with an example input of the size it was trained on.",
+        )
     module = program.module().to(device)
     per_sample = False
     if shape is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from worker.loading.limits import MAX_INPUT_CHANNELS, checked_input_shape, in_channels_in_bounds
 from worker.loading.messages import first_line, listing
 from worker.loading.types import CheckpointError, LoadedModel, ModelSpec
 
@@ -136,16 +137,23 @@ def _normalised(module: nn.Module, spec: ModelSpec) -> nn.Module:
 
 
 def _resolve_shape(built: Built, spec: ModelSpec) -> tuple[int, int, int] | None:
+    """The declared or recorded (C, H, W). The dry run allocates an input of that shape, so a recorded one
+    is bounded here; declared ones were bounded on entry (limits.check_declared)."""
     declared, recorded = spec.input_shape, built.input_shape
     if declared is not None and recorded is not None and tuple(declared) != tuple(recorded):
         raise CheckpointError(
             f"declared input shape {tuple(declared)}, but the checkpoint records {tuple(recorded)}; "
             "fix the declaration or omit it."
         )
-    shape = declared or recorded
-    if shape is not None and (len(shape) != 3 or any(int(d) < 1 for d in shape)):
-        raise CheckpointError(f"input shape must be three positive numbers (C, H, W), got {shape}.")
-    return None if shape is None else (int(shape[0]), int(shape[1]), int(shape[2]))
+    if declared is not None:
+        return (int(declared[0]), int(declared[1]), int(declared[2]))
+    if recorded is not None:
+        return checked_input_shape(
+            recorded,
+            "the input shape the checkpoint records",
+            "Refused before running the model; re-export it with the input size it was trained on.",
+        )
+    return None
 
 
 def _dry_run(module: nn.Module, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
@@ -169,6 +177,12 @@ def _dry_run(module: nn.Module, shape: tuple[int, int, int], device: torch.devic
 
 
 def _trial_shape(module: nn.Module, built: Built, device: torch.device) -> tuple[tuple[int, int, int], torch.Tensor]:
+    if built.in_channels and not in_channels_in_bounds(built.in_channels):
+        # the hint comes from a weight's shape, which the file chose; the trials would allocate by it
+        raise CheckpointError(
+            f"the model's first layer takes {built.in_channels} input channels; at most {MAX_INPUT_CHANNELS} "
+            "are accepted, so it was not run."
+        )
     channels = [built.in_channels] if built.in_channels else [3, 1]
     errors = []
     for c in channels:
