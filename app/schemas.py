@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,50 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from app.models import Audit, AuditStatus, Verdict
 
 MAX_PAGE_SIZE = 100
+# Deeper than any document a client has reason to send (an audit config is two levels, form lists one), far
+# below the depth at which json.loads, pydantic or the 422 body's encoder would hit Python's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+class ClientJsonError(ValueError):
+    """JSON from a client that is malformed, nested too deeply or holds a non-finite number; says which."""
+
+
+def _refuse_constant(token: str) -> Any:
+    raise ClientJsonError(f"{token} is not a JSON number; send finite numbers only")
+
+
+def check_client_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse nesting deeper than ``max_depth`` and non-finite floats (``1e400`` parses as infinity, and
+    Postgres's json type refuses NaN/Infinity, so they would end in a 500). Walks with a stack, not
+    recursion, so the check itself cannot overflow."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ClientJsonError(f"{path or 'the value'} is {item}; send finite numbers only")
+        if isinstance(item, dict | list):
+            if depth >= max_depth:
+                raise ClientJsonError(f"nested more than {max_depth} levels deep")
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in children:
+                child_path = f"{path}[{key}]" if isinstance(item, list) else f"{path}.{key}" if path else str(key)
+                stack.append((child, depth + 1, child_path))
+
+
+def parse_client_json(text: str) -> Any:
+    """Parse JSON a client sent as text (a form field): a ``ClientJsonError`` (a ``ValueError``, so pydantic
+    turns it into a 422 entry) for invalid JSON, NaN/Infinity tokens, non-finite numbers or deep nesting."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except ClientJsonError:
+        raise
+    except RecursionError:
+        raise ClientJsonError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError as exc:  # JSONDecodeError, and integers longer than Python converts from text
+        raise ClientJsonError(f"not valid JSON: {exc}") from None
+    check_client_json(value)
+    return value
 
 
 def _parse_list(value: Any) -> Any:
@@ -20,14 +65,16 @@ def _parse_list(value: Any) -> Any:
         return value
     text = value.strip()
     if text.startswith("["):
-        return json.loads(text)
+        return parse_client_json(text)
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
 class CheckpointCreate(BaseModel):
     """The form fields sent with a checkpoint file (``POST /checkpoints``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # no NaN or infinity in any number ("nan", "inf" and "1e400" parse as floats otherwise): they are
+    # meaningless as normalisation constants and Postgres's json columns refuse them
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     input_shape: list[int] = Field(min_length=3, max_length=3, description="C,H,W, e.g. 1,28,28")
     num_classes: int = Field(ge=2, le=100_000)
@@ -70,7 +117,8 @@ class CheckpointsPublic(BaseModel):
 
 
 class AuditCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # ``config`` is free-form here; the route checks it with ``check_client_json`` and the worker's AuditConfig
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     checkpoint_id: uuid.UUID
     config: dict[str, Any] = Field(

@@ -10,7 +10,7 @@ from app import crud
 from app.api.deps import AuditDep, QueueDep, SessionDep, TeamDep
 from app.core.metrics import AUDITS_SUBMITTED
 from app.models import Audit, AuditStatus, Verdict
-from app.schemas import MAX_PAGE_SIZE, AuditCreate, AuditPublic, AuditsPublic
+from app.schemas import MAX_PAGE_SIZE, AuditCreate, AuditPublic, AuditsPublic, check_client_json
 
 router = APIRouter(prefix="/audits", tags=["audits"])
 
@@ -24,6 +24,7 @@ def normalised_config(config: dict[str, Any]) -> dict[str, Any]:
     from worker.config import AuditConfig
 
     try:
+        check_client_json(config)  # before the worker's checks: those name keys, this one nesting and NaN/Infinity
         return AuditConfig.from_dict(config).to_dict()
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"invalid audit config: {exc}") from exc

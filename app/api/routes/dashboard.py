@@ -40,7 +40,7 @@ from app.reports.pdf import PdfUnavailableError, html_to_pdf
 from app.reports.sarif import report_to_sarif
 from app.reports.templating import template_env
 from app.reports.view import build_report_view
-from app.schemas import AuditCreate, AuditPublic
+from app.schemas import AuditCreate, AuditPublic, ClientJsonError, parse_client_json
 
 
 class PageRoute(APIRoute):
@@ -356,9 +356,9 @@ def _create_audit(
     request: Request, session: Session, team: Team, queue: AuditQueue, checkpoint_id: uuid.UUID, config_text: str
 ) -> AuditPublic:
     try:
-        config = json.loads(config_text) if config_text.strip() else {}
-    except json.JSONDecodeError as exc:
-        raise HTTPException(422, detail=f"the audit config is not valid JSON: {exc}") from exc
+        config = parse_client_json(config_text) if config_text.strip() else {}
+    except ClientJsonError as exc:
+        raise HTTPException(422, detail=f"invalid audit config: {exc}") from exc
     if not isinstance(config, dict):
         raise HTTPException(422, detail='the audit config must be a JSON object, e.g. {"saliency": {"iterations": 60}}')
     body = AuditCreate(checkpoint_id=checkpoint_id, config=config)

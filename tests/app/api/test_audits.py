@@ -3,6 +3,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from app import crud
@@ -192,3 +193,32 @@ def test_results_are_409_until_succeeded_then_served_from_storage(
     assert image.content == b"\x89PNG fake"
     for path in ("classes/0/heatmap.png", "classes/7/map.png", "classes/1/other.png"):
         assert client.get(f"/api/v1/audits/{audit_id}/{path}", headers=team["headers"]).status_code in (404, 422)
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [
+        ('{"saliency": {"radius": NaN}}', "saliency.radius is nan"),
+        ('{"saliency": {"iterations": 1e400}}', "saliency.iterations is inf"),
+        ('{"scoring": {"suspicious_at": -Infinity}}', "scoring.suspicious_at is -inf"),
+        ('{"saliency": ' + "[" * 40 + "]" * 40 + "}", "nested more than"),
+    ],
+)
+def test_non_finite_or_deep_config_is_422_and_nothing_is_stored(
+    client: TestClient,
+    team: dict[str, Any],
+    queue: RecordingQueue,
+    make_checkpoint: Callable[..., uuid.UUID],
+    config: str,
+    fragment: str,
+) -> None:
+    """The body's JSON parser accepts NaN, Infinity and 1e400 (infinity); Postgres's json type does not."""
+    checkpoint_id = make_checkpoint(team["id"])
+    body = f'{{"checkpoint_id": "{checkpoint_id}", "config": {config}}}'
+    headers = {**team["headers"], "Content-Type": "application/json"}
+    response = client.post("/api/v1/audits", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(f"invalid audit config: {fragment}"), detail
+    assert queue.enqueued == []
+    assert client.get("/api/v1/audits", headers=team["headers"]).json()["count"] == 0

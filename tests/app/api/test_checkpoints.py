@@ -174,3 +174,24 @@ def test_queue_validation_without_a_worker_is_503_and_nothing_is_stored(
     monkeypatch.setattr(queue, "validate_checkpoint", lambda key, spec: {"ok": False, "error": "bad bytes"})
     refused = _upload(client, team["headers"], tiny_checkpoint)
     assert refused.status_code == 422 and refused.json()["detail"] == "checkpoint refused: bad bytes"
+
+
+@pytest.mark.parametrize("fields", [{"mean": "nan"}, {"std": "inf"}, {"std": "[1e400]"}, {"mean": "[NaN]"}])
+def test_non_finite_normalisation_is_422_and_nothing_is_stored(
+    client: TestClient, service_settings: Settings, team: dict[str, Any], tiny_checkpoint: bytes, fields: dict[str, str]
+) -> None:
+    """std=inf passes intake (inputs normalise to zero, logits stay finite), and Postgres's json type then
+    refused the row: a 500 with the file already moved into storage."""
+    response = _upload(client, team["headers"], tiny_checkpoint, **fields)
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"][0] in ("mean", "std")
+    assert _stored_files(service_settings) == []
+
+
+def test_deeply_nested_class_names_are_422_not_500(
+    client: TestClient, service_settings: Settings, team: dict[str, Any], tiny_checkpoint: bytes
+) -> None:
+    response = _upload(client, team["headers"], tiny_checkpoint, class_names="[" * 100_000)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["class_names"] and "nested" in response.json()["detail"][0]["msg"]
+    assert _stored_files(service_settings) == []

@@ -276,3 +276,21 @@ def test_form_posts_from_other_sites_are_refused(client: TestClient, team: dict[
         "/login", data={"api_key": team["key"]}, headers={"Origin": "http://testserver"}, follow_redirects=False
     )
     assert same.status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("config", "fragment"),
+    [("[" * 5000, "nested more than"), ('{"saliency": {"radius": NaN}}', "NaN is not a JSON number")],
+)
+def test_checkpoint_page_refuses_deep_or_non_finite_config_with_the_form_again(
+    signed_in: TestClient,
+    team: dict[str, Any],
+    make_checkpoint: Callable[..., uuid.UUID],
+    queue: RecordingQueue,
+    config: str,
+    fragment: str,
+) -> None:
+    checkpoint_id = make_checkpoint(team["id"])
+    response = signed_in.post(f"/checkpoints/{checkpoint_id}/audits", data={"config": config})
+    assert response.status_code == 422 and "invalid audit config: " + fragment in response.text
+    assert "Start audit" in response.text and queue.enqueued == []
