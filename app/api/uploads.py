@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from app.core.storage import StagedFile, Storage, UploadTooLarge
 
 FILE_FIELD = "file"
-MAX_FIELDS = 16
+MAX_FIELDS = 16  # text parts, counted as they arrive (a name sent twice is refused, not overwritten)
 MAX_FIELD_BYTES = 256 * 1024  # generous for class_names of a 1000-class model
 FORM_OVERHEAD_BYTES = 1024 * 1024  # multipart boundaries and text fields on top of the file itself
 
@@ -47,6 +47,14 @@ def _too_large(limit: int) -> HTTPException:
     return HTTPException(status_code=status.HTTP_413_CONTENT_TOO_LARGE, detail=str(UploadTooLarge(limit)))
 
 
+def _body_too_large(limit: int) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+        detail=f"the upload body is larger than {limit + FORM_OVERHEAD_BYTES} bytes (the checkpoint limit of "
+        f"{limit} bytes plus {FORM_OVERHEAD_BYTES} for the form fields); send a smaller file or shorter fields",
+    )
+
+
 class _FormCollector:
     """python-multipart callbacks that route file bytes to a buffer and text fields to a dict."""
 
@@ -55,6 +63,7 @@ class _FormCollector:
         self.header_field = bytearray()
         self.header_value = bytearray()
         self.fields: dict[str, str] = {}
+        self.text_parts = 0
         self.file_seen = False
         self.pending_file_bytes = bytearray()  # written to disk by the route between parser calls
         self.error: HTTPException | None = None
@@ -89,8 +98,12 @@ class _FormCollector:
             self._fail(_refuse(f"unexpected file field {self.part.name!r}: send the checkpoint as 'file'"))
         elif self.part.is_file and self.file_seen:
             self._fail(_refuse("send exactly one checkpoint file per upload"))
-        elif not self.part.is_file and len(self.fields) >= MAX_FIELDS:
-            self._fail(_refuse(f"too many form fields (at most {MAX_FIELDS})"))
+        elif not self.part.is_file:
+            self.text_parts += 1
+            if self.text_parts > MAX_FIELDS:
+                self._fail(_refuse(f"too many form fields (at most {MAX_FIELDS})"))
+            elif self.part.name in self.fields:
+                self._fail(_refuse(f"form field {self.part.name!r} is sent more than once; send each field once"))
         self.file_seen = self.file_seen or self.part.is_file
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
@@ -121,15 +134,22 @@ async def receive_upload(request: Request, storage: Storage, max_bytes: int) -> 
             "(e.g. curl -F file=@model.safetensors -F input_shape=1,28,28 -F num_classes=10 ...)",
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
         )
+    body_limit = max_bytes + FORM_OVERHEAD_BYTES
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + FORM_OVERHEAD_BYTES:
+    if declared and declared.isdigit() and int(declared) > body_limit:
         raise _too_large(max_bytes)
 
     collector = _FormCollector()
     parser = MultipartParser(boundary, collector.callbacks())  # type: ignore[arg-type]
     staged = await run_in_threadpool(storage.stage, max_bytes)
+    received = 0
     try:
         async for chunk in request.stream():
+            # the file alone is capped by the staging file; this caps what a chunked body (no Content-Length
+            # to check up front) spends on everything else: part headers, boundaries, text fields
+            received += len(chunk)
+            if received > body_limit:
+                raise _body_too_large(max_bytes)
             parser.write(chunk)
             if collector.error is not None:
                 raise collector.error

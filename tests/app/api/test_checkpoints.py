@@ -10,6 +10,7 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
 
+from app.api.uploads import FORM_OVERHEAD_BYTES, MAX_FIELD_BYTES, MAX_FIELDS
 from app.core.settings import Settings
 from tests.app.conftest import RecordingQueue
 from worker.nets import SmallCNN
@@ -174,6 +175,42 @@ def test_queue_validation_without_a_worker_is_503_and_nothing_is_stored(
     monkeypatch.setattr(queue, "validate_checkpoint", lambda key, spec: {"ok": False, "error": "bad bytes"})
     refused = _upload(client, team["headers"], tiny_checkpoint)
     assert refused.status_code == 422 and refused.json()["detail"] == "checkpoint refused: bad bytes"
+
+
+def _multipart(boundary: str, fields: list[tuple[str, str]], file: bytes = b"x") -> bytes:
+    parts = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"\r\n\r\n{v}\r\n' for n, v in fields)
+    head = f'{parts}--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="m"\r\n\r\n'.encode()
+    return head + file + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_a_field_sent_twice_is_422_naming_it(
+    client: TestClient, service_settings: Settings, team: dict[str, Any]
+) -> None:
+    """Repeated names were neither counted against MAX_FIELDS nor refused: the last one silently won."""
+    fields = [("input_shape", "1,28,28"), ("num_classes", "10")] + [("name", "v" * 100)] * 50
+    body = _multipart("xyz", fields)
+    headers = {**team["headers"], "Content-Type": "multipart/form-data; boundary=xyz"}
+    response = client.post("/api/v1/checkpoints", content=iter([body]), headers=headers)  # chunked
+    assert response.status_code == 422 and response.json()["detail"] == (
+        "form field 'name' is sent more than once; send each field once"
+    )
+    assert _stored_files(service_settings) == []
+
+
+def test_a_chunked_body_is_413_once_its_fields_pass_the_form_allowance(
+    client: TestClient, service_settings: Settings, team: dict[str, Any]
+) -> None:
+    """No Content-Length to check up front, and each field under its own bound: the total is capped too."""
+    field_bytes = MAX_FIELD_BYTES - 1024
+    count = (service_settings.max_checkpoint_bytes + FORM_OVERHEAD_BYTES) // field_bytes + 1
+    assert count <= MAX_FIELDS  # each field and their number are within bounds: only the total is not
+    body = _multipart("xyz", [(f"f{i}", "v" * field_bytes) for i in range(count)])
+    headers = {**team["headers"], "Content-Type": "multipart/form-data; boundary=xyz"}
+    response = client.post(
+        "/api/v1/checkpoints", content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]), headers=headers
+    )
+    assert response.status_code == 413 and "for the form fields" in response.json()["detail"]
+    assert _stored_files(service_settings) == []
 
 
 @pytest.mark.parametrize("fields", [{"mean": "nan"}, {"std": "inf"}, {"std": "[1e400]"}, {"mean": "[NaN]"}])
