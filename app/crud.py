@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -105,6 +107,48 @@ def checkpoint_has_unfinished_audits(*, session: Session, checkpoint_id: uuid.UU
     return session.scalar(query) is not None
 
 
+def lock_checkpoint(*, session: Session, checkpoint_id: uuid.UUID) -> bool:
+    """Lock a checkpoint row until the transaction ends (``SELECT ... FOR UPDATE``); False if it is gone.
+
+    Taken before a delete checks for unfinished audits: an audit being inserted holds a key-share lock on
+    the row (its foreign key), so the delete waits for it and then sees it, and an audit inserted after
+    the delete finds no row (IntegrityError). SQLite ignores FOR UPDATE; it runs one writer at a time.
+    """
+    query = select(Checkpoint.id).where(Checkpoint.id == checkpoint_id).with_for_update()
+    return session.scalar(query) is not None
+
+
+def checkpoint_bytes_in_use(*, session: Session, sha256: str) -> bool:
+    """True while any checkpoint row (of any team) uses these bytes."""
+    query = select(func.count()).select_from(Checkpoint).where(Checkpoint.sha256 == sha256)
+    return (session.scalar(query) or 0) > 0
+
+
+# stand-ins for the advisory lock where there is none (SQLite: the embedded server, one process)
+_LOCAL_BYTES_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+@contextmanager
+def checkpoint_bytes_lock(*, session: Session, sha256: str) -> Iterator[None]:
+    """Serialise, per sha256, deciding whether a stored checkpoint file should exist and acting on it.
+
+    A file is shared by every team that uploaded the same bytes. Without this, an upload could find the
+    file present and keep it, a delete of another team's last row could count no user of the bytes (the
+    upload's row not yet committed) and unlink it, and the upload's row would commit with no file.
+    Holders decide (count rows, or insert one), move or unlink the file, and commit inside the block.
+
+    Postgres: a transaction-level advisory lock, released by that commit (or a rollback), so it holds
+    across API processes. Elsewhere a lock in this process, released when the block ends.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        # 60 bits of the hash as the lock key (a bigint); another sha256 sharing them only waits a little longer
+        session.execute(select(func.pg_advisory_xact_lock(int(sha256[:15], 16))))
+        yield
+        return
+    with _LOCAL_BYTES_LOCKS[int(sha256[:8], 16) % len(_LOCAL_BYTES_LOCKS)]:
+        yield
+
+
 def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> bool:
     """Delete the row; True when no checkpoint row (of any team) still uses its bytes, so they can go too.
 
@@ -113,8 +157,7 @@ def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> bool:
     session.execute(update(Audit).where(Audit.checkpoint_id == checkpoint.id).values(checkpoint_id=None))
     session.delete(checkpoint)
     session.flush()
-    others = select(func.count()).select_from(Checkpoint).where(Checkpoint.sha256 == checkpoint.sha256)
-    return (session.scalar(others) or 0) == 0
+    return not checkpoint_bytes_in_use(session=session, sha256=checkpoint.sha256)
 
 
 # --- audits ------------------------------------------------------------------------------------------

@@ -1,8 +1,12 @@
+import os
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app import crud
@@ -103,6 +107,8 @@ def test_deleting_a_checkpoint_keeps_its_audits_and_reports_shared_bytes(
     other = crud.get_checkpoint(session=session, team_id=blue.id, checkpoint_id=blue_checkpoint)
     assert other is not None
     assert crud.delete_checkpoint(session=session, checkpoint=other) is True
+    assert not crud.checkpoint_bytes_in_use(session=session, sha256="ab" * 32)
+    assert crud.lock_checkpoint(session=session, checkpoint_id=blue_checkpoint) is False  # gone: the caller's 404
 
 
 def test_stalled_audits_are_unfinished_ones_with_nothing_recorded_since_the_cutoff(
@@ -133,3 +139,48 @@ def test_stalled_audits_are_unfinished_ones_with_nothing_recorded_since_the_cuto
     crud.mark_audit_requeued(session=session, audit_id=lost)
     session.commit()
     assert crud.list_stalled_audit_ids(session=session, idle_since=cutoff) == []
+
+
+def _held_while_another_waits(make_session: Callable[[], Session], sha256: str, other_sha256: str) -> list[str]:
+    """Hold the bytes lock of ``sha256`` in one session; try it, and another hash's, from two threads."""
+    events: list[str] = []
+    holder = make_session()
+
+    def take(name: str, sha: str) -> None:
+        with make_session() as session, crud.checkpoint_bytes_lock(session=session, sha256=sha):
+            events.append(name)
+            session.commit()
+
+    with crud.checkpoint_bytes_lock(session=holder, sha256=sha256):
+        same = threading.Thread(target=take, args=("same hash", sha256))
+        other = threading.Thread(target=take, args=("other hash", other_sha256))
+        same.start()
+        other.start()
+        other.join(timeout=10)
+        same.join(timeout=0.5)
+        events.append("holder commits")
+        holder.commit()
+    same.join(timeout=10)
+    holder.close()
+    return events
+
+
+def test_bytes_lock_serialises_one_hash_and_not_others(session: Session) -> None:
+    bind = session.get_bind()
+    events = _held_while_another_waits(lambda: Session(bind), "ab" * 32, "cd" * 32)
+    assert events == ["other hash", "holder commits", "same hash"]
+
+
+def test_bytes_lock_on_postgres_is_an_advisory_lock_across_connections() -> None:
+    """The lock API processes share; needs Postgres (BACKDOOR_AUDIT_TEST_POSTGRES), skipped without it."""
+    url = os.environ.get("BACKDOOR_AUDIT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+    engine = create_engine(url)
+    try:
+        engine.connect().close()
+    except OperationalError as exc:
+        pytest.skip(f"Postgres not reachable at {url}: {exc.orig}")
+    try:
+        events = _held_while_another_waits(lambda: Session(engine), "ab" * 32, "cd" * 32)
+    finally:
+        engine.dispose()
+    assert events == ["other hash", "holder commits", "same hash"]

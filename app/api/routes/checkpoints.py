@@ -102,8 +102,15 @@ class _Registration:
         return crud.get_checkpoint_by_sha256(session=self.session, team_id=self.team_id, sha256=sha256)
 
     def register(self, declared: CheckpointCreate, staged: StagedFile) -> tuple[Checkpoint, bool]:
+        key = Storage.checkpoint_key(staged.sha256)
         existing = self._existing(staged.sha256)
         if existing is not None:
+            if not self.storage.exists(key):
+                # the file went missing under the row (lost from the volume, or unlinked by a delete that raced
+                # an upload before the bytes lock existed): these are the same bytes, so put them back
+                with crud.checkpoint_bytes_lock(session=self.session, sha256=staged.sha256):
+                    self.storage.commit(staged, key)
+                    self.session.commit()
             return existing, False
         spec = declared.model_dump(exclude={"name"})
         staged_key = staged.path.relative_to(self.storage.root).as_posix()
@@ -131,11 +138,15 @@ class _Registration:
             std=declared.std,
             class_names=found.get("class_names") or declared.class_names,
         )
-        # Content-addressed: the file may already be there from another team; it is kept once.
-        self.storage.commit(staged, Storage.checkpoint_key(staged.sha256))
         try:
-            checkpoint = crud.create_checkpoint(session=self.session, team_id=self.team_id, facts=facts)
-            self.session.commit()
+            # under the bytes lock a delete of another team's row cannot count users of these bytes, nor
+            # unlink the file, between the file being kept here and this row being committed
+            with crud.checkpoint_bytes_lock(session=self.session, sha256=staged.sha256):
+                # the row first: a row the database refuses leaves no file behind in storage
+                checkpoint = crud.create_checkpoint(session=self.session, team_id=self.team_id, facts=facts)
+                # content-addressed: the file may already be there from another team; it is kept once
+                self.storage.commit(staged, key)
+                self.session.commit()
         except IntegrityError:  # the same team uploaded the same bytes concurrently: theirs won
             self.session.rollback()
             existing = self._existing(staged.sha256)
@@ -168,13 +179,21 @@ def list_checkpoints(
 )
 def delete_checkpoint(checkpoint: CheckpointDep, session: SessionDep, storage: StorageDep) -> None:
     """Delete a checkpoint and (when no other team uploaded the same bytes) its file; its audits stay."""
+    # the row lock makes an audit being submitted either wait for this delete (and then find no checkpoint:
+    # 404) or finish first (and then be seen just below: 409), never be orphaned with its file deleted
+    if not crud.lock_checkpoint(session=session, checkpoint_id=checkpoint.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"checkpoint {checkpoint.id} not found")
     if crud.checkpoint_has_unfinished_audits(session=session, checkpoint_id=checkpoint.id):
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail="an audit of this checkpoint is still queued or running; delete it after that audit ends",
         )
     sha256 = checkpoint.sha256
-    unreferenced = crud.delete_checkpoint(session=session, checkpoint=checkpoint)
+    crud.delete_checkpoint(session=session, checkpoint=checkpoint)
     session.commit()
-    if unreferenced:
-        storage.delete(Storage.checkpoint_key(sha256))
+    # counted again under the bytes lock, in a transaction of its own: an upload of the same bytes either
+    # committed its row before (the file stays) or moves the file back in after this unlink
+    with crud.checkpoint_bytes_lock(session=session, sha256=sha256):
+        if not crud.checkpoint_bytes_in_use(session=session, sha256=sha256):
+            storage.delete(Storage.checkpoint_key(sha256))
+        session.commit()

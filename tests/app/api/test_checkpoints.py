@@ -1,6 +1,8 @@
 import io
 import os
 import pickle
+import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,13 @@ import pytest
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
+from sqlalchemy.exc import DataError
 
+from app import crud
 from app.api.uploads import FORM_OVERHEAD_BYTES, MAX_FIELD_BYTES, MAX_FIELDS
+from app.core.db import session_scope
 from app.core.settings import Settings
+from app.core.storage import Storage
 from tests.app.conftest import RecordingQueue
 from worker.nets import SmallCNN
 
@@ -232,3 +238,76 @@ def test_deeply_nested_class_names_are_422_not_500(
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["class_names"] and "nested" in response.json()["detail"][0]["msg"]
     assert _stored_files(service_settings) == []
+
+
+def test_a_row_the_database_refuses_leaves_no_file_in_storage(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    tiny_checkpoint: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(**kwargs: Any) -> Any:
+        raise DataError("INSERT INTO checkpoints ...", {}, Exception("invalid input syntax for type json"))
+
+    monkeypatch.setattr(crud, "create_checkpoint", refused)
+    with pytest.raises(DataError):
+        _upload(client, team["headers"], tiny_checkpoint)
+    assert _stored_files(service_settings) == []
+
+
+def test_uploading_again_restores_a_file_missing_under_the_row(
+    client: TestClient, service_settings: Settings, team: dict[str, Any], tiny_checkpoint: bytes
+) -> None:
+    first = _upload(client, team["headers"], tiny_checkpoint).json()
+    stored = service_settings.storage_root / Storage.checkpoint_key(first["sha256"])
+    stored.unlink()  # what a delete racing an upload of the same bytes left behind before the bytes lock
+    again = _upload(client, team["headers"], tiny_checkpoint)
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    assert stored.read_bytes() == tiny_checkpoint
+    assert _stored_files(service_settings) == [stored]
+
+
+def test_a_delete_racing_an_upload_of_the_same_bytes_keeps_the_file(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    other_team: dict[str, Any],
+    tiny_checkpoint: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Blue deletes its checkpoint while red uploads the same bytes: red's row must not end up without a file.
+
+    Red's upload is held just before its row is written, after intake; blue's delete runs meanwhile.
+    """
+    theirs = _upload(client, other_team["headers"], tiny_checkpoint).json()
+    stored = service_settings.storage_root / Storage.checkpoint_key(theirs["sha256"])
+    inserting, resume = threading.Event(), threading.Event()
+    create_checkpoint = crud.create_checkpoint
+
+    def held_create_checkpoint(**kwargs: Any) -> Any:
+        inserting.set()
+        assert resume.wait(30)
+        return create_checkpoint(**kwargs)
+
+    monkeypatch.setattr(crud, "create_checkpoint", held_create_checkpoint)
+    responses: dict[str, Any] = {}
+    upload = threading.Thread(target=lambda: responses.update(upload=_upload(client, team["headers"], tiny_checkpoint)))
+    delete = threading.Thread(
+        target=lambda: responses.update(
+            delete=client.delete(f"/api/v1/checkpoints/{theirs['id']}", headers=other_team["headers"])
+        )
+    )
+    upload.start()
+    assert inserting.wait(60)
+    delete.start()
+    delete.join(timeout=2)  # it may finish (no lock: it unlinks the file red is about to use) or wait
+    resume.set()
+    upload.join(timeout=60)
+    delete.join(timeout=60)
+    assert responses["upload"].status_code == 201 and responses["delete"].status_code == 204
+    assert stored.read_bytes() == tiny_checkpoint  # red's new row has its file
+    with session_scope(service_settings.database_url_resolved) as session:
+        assert crud.get_checkpoint(
+            session=session, team_id=team["id"], checkpoint_id=uuid.UUID(responses["upload"].json()["id"])
+        )
