@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from sqlalchemy.exc import IntegrityError
 
 from app import crud
-from app.api.deps import AuditDep, QueueDep, SessionDep, TeamDep
+from app.api.deps import AuditDep, QueueDep, SessionDep, TeamDep, owned_checkpoint
 from app.core.metrics import AUDITS_SUBMITTED
 from app.models import Audit, AuditStatus, Verdict
 from app.schemas import MAX_PAGE_SIZE, AuditCreate, AuditPublic, AuditsPublic, check_client_json
@@ -49,13 +50,14 @@ def create_audit(
     queue: QueueDep,
 ) -> AuditPublic:
     """Queue an audit of a checkpoint; poll ``Location`` until ``status`` is succeeded or failed."""
-    checkpoint = crud.get_checkpoint(session=session, team_id=team.id, checkpoint_id=body.checkpoint_id)
-    if checkpoint is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"checkpoint {body.checkpoint_id} not found")
-    audit = crud.create_audit(
-        session=session, team_id=team.id, checkpoint=checkpoint, config=normalised_config(body.config)
-    )
-    session.commit()  # before enqueueing: a fast worker must find the row
+    checkpoint = owned_checkpoint(session, team, body.checkpoint_id)
+    config = normalised_config(body.config)
+    try:
+        audit = crud.create_audit(session=session, team_id=team.id, checkpoint=checkpoint, config=config)
+        session.commit()  # before enqueueing: a fast worker must find the row
+    except IntegrityError as exc:  # the checkpoint was deleted since it was read: its foreign key is gone
+        session.rollback()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"checkpoint {body.checkpoint_id} not found") from exc
     try:
         queue.enqueue_audit(audit.id)
     except Exception as exc:  # any broker failure: the audit cannot run, say so on the row and to the caller

@@ -7,6 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import crud
+from app.api.routes import audits
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.core.storage import Storage
@@ -220,5 +221,31 @@ def test_non_finite_or_deep_config_is_422_and_nothing_is_stored(
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert detail.startswith(f"invalid audit config: {fragment}"), detail
+    assert queue.enqueued == []
+    assert client.get("/api/v1/audits", headers=team["headers"]).json()["count"] == 0
+
+
+def test_a_checkpoint_deleted_while_its_audit_is_submitted_is_404(
+    client: TestClient,
+    service_settings: Settings,
+    team: dict[str, Any],
+    queue: RecordingQueue,
+    make_checkpoint: Callable[..., uuid.UUID],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another request deletes the checkpoint after this one read it: the audit's foreign key fails."""
+    checkpoint_id = make_checkpoint(team["id"])
+    normalised_config = audits.normalised_config
+
+    def delete_meanwhile(config: dict[str, Any]) -> dict[str, Any]:
+        with session_scope(service_settings.database_url_resolved) as session:
+            checkpoint = crud.get_checkpoint(session=session, team_id=team["id"], checkpoint_id=checkpoint_id)
+            assert checkpoint is not None
+            crud.delete_checkpoint(session=session, checkpoint=checkpoint)
+        return normalised_config(config)
+
+    monkeypatch.setattr(audits, "normalised_config", delete_meanwhile)
+    response = client.post("/api/v1/audits", json={"checkpoint_id": str(checkpoint_id)}, headers=team["headers"])
+    assert response.status_code == 404 and response.json()["detail"] == f"checkpoint {checkpoint_id} not found"
     assert queue.enqueued == []
     assert client.get("/api/v1/audits", headers=team["headers"]).json()["count"] == 0
