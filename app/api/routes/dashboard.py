@@ -245,13 +245,11 @@ def audit_page(
 
 def _image_urls(audit_id: uuid.UUID, report: dict[str, Any]) -> dict[str, str]:
     """The report's image file names -> this dashboard's URLs for them (served by ``class_image``)."""
-    urls = {}
-    for entry in report.get("classes") or []:
-        for kind in ("map", "heatmap", "trigger"):
-            name = entry.get(f"{kind}_file")
-            if isinstance(name, str) and name:
-                urls[name] = f"/audits/{audit_id}/classes/{int(entry['class_index'])}/{kind}.png"
-    return urls
+    return {
+        name: f"/audits/{audit_id}/classes/{class_index}/{kind}.png"
+        for class_index, kinds in audit_artifacts.image_names(report).items()
+        for kind, name in kinds.items()
+    }
 
 
 @router.get("/audits/{audit_id}/progress")

@@ -6,6 +6,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -294,3 +295,45 @@ def test_checkpoint_page_refuses_deep_or_non_finite_config_with_the_form_again(
     response = signed_in.post(f"/checkpoints/{checkpoint_id}/audits", data={"config": config})
     assert response.status_code == 422 and "invalid audit config: " + fragment in response.text
     assert "Start audit" in response.text and queue.enqueued == []
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch, method: str) -> list[str]:
+    """File names read through ``Path.<method>`` from now on."""
+    names: list[str] = []
+    original = getattr(Path, method)
+
+    def spy(self: Path, *args: Any, **kwargs: Any) -> Any:
+        names.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, method, spy)
+    return names
+
+
+def test_report_html_reads_only_the_images_it_embeds(
+    signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.reports.view import DEFAULT_GRID_LIMIT
+
+    audit_id = make_audit(team["id"], num_classes=300, suspected=(3, 250))
+    reads = _reads(monkeypatch, "read_bytes")
+    response = signed_in.get(f"/audits/{audit_id}/report.html")
+    assert response.status_code == 200
+    images = [name for name in reads if name.endswith(".png")]
+    # map and heatmap of each drawn class, and the suspects' triggers; 602 files in storage
+    assert 0 < len(images) <= 2 * DEFAULT_GRID_LIMIT + 2, len(images)
+    assert {"class_0250_trigger.png", "class_0250_map.png"} <= set(images)
+    assert len(images) == len(set(images)) and "data:image/png;base64," in response.text
+
+
+def test_class_images_parse_the_report_once_for_the_whole_page(
+    signed_in: TestClient, team: dict[str, Any], make_audit: MakeAudit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audit_id = make_audit(team["id"], num_classes=20)
+    reads = _reads(monkeypatch, "read_text")
+    for class_index in range(5):
+        for kind in ("map", "heatmap"):
+            image = signed_in.get(f"/audits/{audit_id}/classes/{class_index}/{kind}.png")
+            assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    assert signed_in.get(f"/audits/{audit_id}/classes/4/trigger.png").status_code == 404  # not a suspect
+    assert reads.count(REPORT_FILE) == 1
