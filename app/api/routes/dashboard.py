@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
@@ -44,8 +45,9 @@ from app.schemas import AuditCreate, AuditPublic, ClientJsonError, parse_client_
 
 
 class PageRoute(APIRoute):
-    """Errors of page routes as an HTML page a person can act on, not the API's JSON body. Redirects
-    (the sign-in one is an HTTPException with a 303) pass through unchanged."""
+    """Errors of page routes as an HTML page a person can act on, not the API's JSON body: HTTPExceptions
+    and invalid parameters (``?page=0``, a malformed id, a form field left out) alike. Redirects (the
+    sign-in one is an HTTPException with a 303) pass through unchanged."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -58,13 +60,16 @@ class PageRoute(APIRoute):
             except HTTPException as exc:
                 if 300 <= exc.status_code < 400:
                     raise
-                return _page(
-                    "error.html",
-                    status_code=exc.status_code,
-                    status=exc.status_code,
-                    message=_detail_text(exc.detail),
-                    signed_in=COOKIE in request.cookies,
-                )
+                status_code, message = exc.status_code, _detail_text(exc.detail)
+            except RequestValidationError as exc:
+                status_code, message = status.HTTP_422_UNPROCESSABLE_CONTENT, _validation_text(exc)
+            return _page(
+                "error.html",
+                status_code=status_code,
+                status=status_code,
+                message=message,
+                signed_in=COOKIE in request.cookies,
+            )
 
         return handle
 
@@ -373,3 +378,13 @@ def _detail_text(detail: Any) -> str:
             for item in detail
         )
     return str(detail)
+
+
+def _validation_text(exc: RequestValidationError) -> str:
+    """Invalid request parameters as one sentence, e.g. "page: Input should be greater than or equal to 1"."""
+    parts = []
+    for error in exc.errors():
+        # the first element says where the parameter came from (query, path, body); the name is enough
+        loc = [str(p) for p in error.get("loc", ())][1:]
+        parts.append(f"{'.'.join(loc) or 'request'}: {error.get('msg')}")
+    return "; ".join(parts) + " (check the address or the form and try again)"

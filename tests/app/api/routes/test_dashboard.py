@@ -280,6 +280,24 @@ def test_form_posts_from_other_sites_are_refused(client: TestClient, team: dict[
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "message"),
+    [
+        ("get", "/?page=0", "page: Input should be greater than or equal to 1"),
+        ("get", "/?verdict=bogus", "verdict: Input should be &#39;clean&#39;, &#39;suspicious&#39; or"),
+        ("get", "/audits/not-a-uuid", "audit_id: Input should be a valid UUID"),
+        ("post", "/login", "api_key: Field required"),
+    ],
+)
+def test_invalid_parameters_are_html_error_pages_too(
+    signed_in: TestClient, method: str, path: str, message: str
+) -> None:
+    response = signed_in.request(method, path, data={} if method == "post" else None)
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'id="page-error"' in response.text and message in response.text, response.text
+
+
+@pytest.mark.parametrize(
     ("config", "fragment"),
     [("[" * 5000, "nested more than"), ('{"saliency": {"radius": NaN}}', "NaN is not a JSON number")],
 )
