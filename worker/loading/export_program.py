@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from worker.loading.archive import ZIP_MAGIC, Archive, is_zip, open_archive
+from worker.loading.finalize import check_weights_stored
 from worker.loading.limits import checked_input_shape
 from worker.loading.torch_zip import scan_state_dict_zip
 from worker.loading.types import CheckpointError
@@ -216,7 +217,9 @@ def load_export(data: bytes, device: torch.device) -> tuple[ExportedClassifier, 
             "the input shape the program's example input records",
             "Refused before running the program; export it with an example input of the size it was trained on.",
         )
-    module = program.module().to(device)
+    module = program.module()
+    check_weights_stored(module)  # before the trial below computes with them
+    module = module.to(device)
     per_sample = False
     if shape is not None:
         try:

@@ -49,6 +49,7 @@ class PixelSpaceClassifier(nn.Module):
 
 
 def finalize(built: Built, spec: ModelSpec, sha256: str, device: torch.device) -> LoadedModel:
+    check_weights_stored(built.module)
     _check_finite(built.module)
     notes = list(built.notes)
     module = _normalised(built.module, spec)
@@ -111,6 +112,25 @@ def _prefer_channels_last(module: nn.Module, shape: tuple[int, int, int], device
         same = False
     if not same:
         module.to(memory_format=torch.contiguous_format)
+
+
+def check_weights_stored(module: nn.Module) -> None:
+    """Refuse a weight with more values than its storage holds.
+
+    A view can repeat stored values any number of times (a zero stride), so a file of a few bytes can
+    hold a weight of any size: a 3.6 KB TorchScript file held a parameter of 3e9 values, and checking it
+    for NaN took 20 GB. A trained model's weights are stored in full. TorchScript and torch.export
+    modules come straight from the file; state_dict weights are copied into a model of bounded size.
+    """
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        stored = tensor.untyped_storage().nbytes() // tensor.element_size() - tensor.storage_offset()
+        if tensor.numel() > stored:
+            raise CheckpointError(
+                f"weight `{name}` has shape {list(tensor.shape)} ({tensor.numel()} values) but stores "
+                f"{max(stored, 0)}: it repeats values through a zero-stride view, so the file does not hold the "
+                "weight it claims. "
+                "Save the model with its weights stored in full (`.contiguous()` on such tensors)."
+            )
 
 
 def _check_finite(module: nn.Module) -> None:

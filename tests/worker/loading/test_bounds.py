@@ -172,3 +172,23 @@ def test_the_bounds_are_the_ones_the_api_puts_on_declared_values() -> None:
     ):
         with pytest.raises(ValidationError):
             CheckpointCreate(**{**largest, field: value})  # type: ignore[arg-type]
+
+
+class _RepeatedWeight(torch.nn.Module):
+    def __init__(self, values: int) -> None:
+        super().__init__()
+        self.repeated = torch.nn.Parameter(torch.zeros(1).expand(values), requires_grad=False)
+        self.fc = torch.nn.Linear(3, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_torchscript_weight_repeating_one_stored_value_is_refused(tmp_path: Path) -> None:
+    # a zero-stride view holds any number of values in a few bytes: 3e9 of them cost 20 GB at the NaN check
+    path = tmp_path / "m.pt"
+    torch.jit.script(_RepeatedWeight(10**6)).save(str(path))
+    with pytest.raises(
+        CheckpointError, match=r"^weight `repeated` has shape \[1000000\] \(1000000 values\) but stores 1:"
+    ):
+        load_checkpoint(path)
