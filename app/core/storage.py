@@ -25,7 +25,8 @@ class UploadTooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"checkpoint is larger than the limit of {limit} bytes; "
-            "raise MAX_CHECKPOINT_BYTES on the server or upload a smaller file"
+            "raise BACKDOOR_AUDIT_MAX_CHECKPOINT_BYTES on the server (MAX_CHECKPOINT_BYTES in docker compose's "
+            "environment) or upload a smaller file"
         )
         self.limit = limit
 

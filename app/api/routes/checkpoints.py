@@ -56,7 +56,7 @@ UPLOAD_DOC = {
     openapi_extra=UPLOAD_DOC,
     responses={
         200: {"description": "The team uploaded the same bytes before: the existing checkpoint"},
-        413: {"description": "Larger than MAX_CHECKPOINT_BYTES; nothing stored"},
+        413: {"description": "Larger than BACKDOOR_AUDIT_MAX_CHECKPOINT_BYTES; nothing stored"},
         415: {"description": "Not multipart/form-data"},
         422: {"description": "Missing or invalid fields, or a checkpoint intake refused; nothing stored"},
         503: {"description": "No worker validated the upload in time (queue validation); nothing stored"},
