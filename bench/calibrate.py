@@ -12,10 +12,11 @@ cross-entropy in sample, leaving one model out (all its seeds, in every build) a
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
 a new one, which is the question a centre fitted on one build's luck cannot answer (weights that
 several builds hold, the same sha256 trained again, keep one build's rows, whatever scorer computed
-them). Beside them: the current constants on the same rows, and the threshold check (clean rows and
-backdoored rows at or above ``suspicious_at``). A kind whose lead counts rivals needs every class's
-evidence: saved rows of that kind without ``class_evidence`` (saved before it was kept) are left out,
-and counted.
+them). Rows are held out only where the other builds' (or models') rows of their
+kind hold both labels; the others are counted, and a figure with no row to hold out is n/a. Beside
+them: the current constants on the same rows, and the threshold check (clean rows and backdoored rows
+at or above ``suspicious_at``). A kind whose lead counts rivals needs every class's evidence: saved
+rows of that kind without ``class_evidence`` (saved before it was kept) are left out, and counted.
 
 Rows come from the zoo's benchmark cache (computed where missing, as ``bench.detection`` does) and from
 saved rows files; ``--save`` writes the zoo's rows as JSON lines, so a later session's build can be
@@ -45,6 +46,11 @@ from worker.scoring.verdict import backdoor_probability
 from worker.zoo import metrics
 
 KINDS = tuple(LEAD_CENTRES)  # the input kinds the scorer calibrates separately
+CHOSEN_BY = {  # what ``report`` chose the best slope by, as the report says it
+    "leave_one_build_out": "leave one build out",
+    "leave_one_model_out": "leave one model out",
+    "cross_entropy": "in-sample cross-entropy (no row could be held out)",
+}
 SLOPES = (1.0, 1.25, 1.5, 2.0, 3.0)
 
 
@@ -107,38 +113,83 @@ def fit_centre(leads: np.ndarray, labels: np.ndarray, slope: float) -> float:
     return (low + high) / 2
 
 
-def fit(rows: Sequence[Row], slope: float) -> Calibration:
-    """Both centres, each on its own kind's rows."""
+def fit(rows: Sequence[Row], slope: float, *, fittable_only: bool = False) -> Calibration:
+    """Both centres, each on its own kind's rows. A kind with rows of one label has no centre: an error,
+    unless ``fittable_only``, which leaves such kinds (and kinds without rows) out."""
     centres = {}
     for kind in KINDS:
         mine = [r for r in rows if r.kind == kind]
-        if mine:
+        if mine and (not fittable_only or _both_labels(mine)):
             centres[kind] = fit_centre(
                 np.array([r.lead for r in mine]), np.array([r.backdoored for r in mine], dtype=float), slope
             )
     return Calibration(slope=slope, centres=centres)
 
 
+def _both_labels(rows: Sequence[Row]) -> bool:
+    return len({r.backdoored for r in rows}) == 2
+
+
 def cross_entropy(calibration: Calibration, rows: Sequence[Row]) -> float:
     return metrics.cross_entropy([calibration.probability(r) for r in rows], [int(r.backdoored) for r in rows])
 
 
-def held_out_cross_entropy(rows: Sequence[Row], slope: float, group: Callable[[Row], str]) -> float:
-    """Cross-entropy of each group's rows under centres fitted on every other group's rows."""
+def held_out_cross_entropy(rows: Sequence[Row], slope: float, group: Callable[[Row], str]) -> float | None:
+    """Cross-entropy of each group's rows under centres fitted on every other group's rows.
+
+    A group's rows of a kind are held out only where the other groups' rows of that kind hold both
+    labels (a centre needs them): holding out the only build of a kind, or the only backdoored model,
+    leaves nothing to fit. Those rows are left out (``not_held_out`` counts them); None if no row is left.
+    """
     probabilities, labels = [], []
     for name in sorted({group(r) for r in rows}):
         held_out = [r for r in rows if group(r) == name]
-        calibration = fit([r for r in rows if group(r) != name], slope)
+        calibration = fit([r for r in rows if group(r) != name], slope, fittable_only=True)
+        held_out = [r for r in held_out if r.kind in calibration.centres]
         probabilities += [calibration.probability(r) for r in held_out]
         labels += [int(r.backdoored) for r in held_out]
-    return metrics.cross_entropy(probabilities, labels)
+    return metrics.cross_entropy(probabilities, labels) if labels else None
+
+
+def not_held_out(rows: Sequence[Row], group: Callable[[Row], str]) -> dict[str, int]:
+    """Per kind, the rows ``held_out_cross_entropy`` cannot hold out with this grouping (whatever the
+    slope): those whose kind's rows in the other groups lack a label."""
+    missing: Counter[str] = Counter()
+    for name in {group(r) for r in rows}:
+        for kind in KINDS:
+            held_out = [r for r in rows if group(r) == name and r.kind == kind]
+            if held_out and not _both_labels([r for r in rows if group(r) != name and r.kind == kind]):
+                missing[kind] += len(held_out)
+    return dict(missing)
+
+
+def _by_build(row: Row) -> str:
+    return row.zoo
+
+
+def _by_model(row: Row) -> str:
+    return row.model
 
 
 def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slopes: Sequence[float]) -> dict[str, Any]:
-    """Every slope's fit and held-out cross-entropy, the current constants, and the threshold check."""
+    """Every slope's fit and held-out cross-entropy, the current constants, and the threshold check.
+
+    The best slope is the one with the lowest cross-entropy leaving one build out, where two or more
+    builds let any row be held out; else leaving one model out; else (no row can be held out) in sample.
+    """
     builds = sorted({r.zoo for r in rows})
-    held_out = "leave_one_build_out" if len(builds) > 1 else "leave_one_model_out"
-    held_out_group: Callable[[Row], str] = (lambda r: r.zoo) if len(builds) > 1 else (lambda r: r.model)
+    missing = {
+        "leave_one_model_out": not_held_out(rows, _by_model),
+        "leave_one_build_out": not_held_out(rows, _by_build) if len(builds) > 1 else {},
+    }
+    possible = {name: sum(counts.values()) < len(rows) for name, counts in missing.items()}
+    if len(builds) > 1 and possible["leave_one_build_out"]:
+        held_out = "leave_one_build_out"
+    elif possible["leave_one_model_out"]:
+        held_out = "leave_one_model_out"
+    else:
+        held_out = "cross_entropy"
+    held_out_group = _by_build if held_out == "leave_one_build_out" else _by_model
     kinds = [kind for kind in KINDS if any(r.kind == kind for r in rows)]
     fits: list[dict[str, Any]] = []
     for slope in slopes:
@@ -148,10 +199,8 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
                 "slope": slope,
                 "centres": calibration.centres,
                 "cross_entropy": cross_entropy(calibration, rows),
-                "leave_one_model_out": held_out_cross_entropy(rows, slope, lambda r: r.model),
-                "leave_one_build_out": (
-                    held_out_cross_entropy(rows, slope, lambda r: r.zoo) if len(builds) > 1 else None
-                ),
+                "leave_one_model_out": held_out_cross_entropy(rows, slope, _by_model),
+                "leave_one_build_out": held_out_cross_entropy(rows, slope, _by_build) if len(builds) > 1 else None,
                 # each kind's centre is fitted on that kind's rows alone, so its held-out cross-entropy
                 # is the one its rows get here: what each kind would choose if it had its own slope
                 "held_out_by_kind": {
@@ -161,6 +210,7 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
             }
         )
     best = min(fits, key=lambda f: f[held_out])
+    by_kind = {kind: [f for f in fits if f["held_out_by_kind"][kind] is not None] for kind in kinds}
     return {
         "rows": len(rows),
         "builds": dict(Counter(r.zoo for r in rows)),
@@ -175,7 +225,12 @@ def report(rows: Sequence[Row], current: Calibration, suspicious_at: float, slop
         "fits": fits,
         "chosen_by": held_out,
         "best": best,
-        "best_slope_by_kind": {kind: min(fits, key=lambda f: f["held_out_by_kind"][kind])["slope"] for kind in kinds},
+        "not_held_out": {name: counts for name, counts in missing.items() if counts},
+        "best_slope_by_kind": {
+            kind: min(mine, key=lambda f: f["held_out_by_kind"][kind])["slope"]
+            for kind, mine in by_kind.items()
+            if mine
+        },
         "current": {
             "slope": current.slope,
             "centres": current.centres,
@@ -217,6 +272,13 @@ def format_report(result: dict[str, Any]) -> str:
         )
     for kind, count in result.get("rows_without_lead", {}).items():
         lines.append(f"{count} {kind} rows left out: saved without class_evidence, which their lead needs")
+    for name, counts in result.get("not_held_out", {}).items():
+        for kind, count in counts.items():
+            unit = "builds" if name == "leave_one_build_out" else "models"
+            lines.append(
+                f"{name.replace('_', ' ')}: {count} {kind} rows not held out, as the other {unit}' {kind} rows "
+                "do not hold both labels to fit a centre on (n/a where no row is left)"
+            )
     lines += [
         "",
         "| slope | gray centre | colour centre | CE in sample | CE leave one model out | CE leave one build out "
@@ -224,21 +286,21 @@ def format_report(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for f in result["fits"]:
-        build = "n/a" if f["leave_one_build_out"] is None else f"{f['leave_one_build_out']:.3f}"
         by_kind = " | ".join(_number(f["held_out_by_kind"].get(kind)) for kind in KINDS)
         lines.append(
             f"| {f['slope']:g} | {_centre(f['centres'], 'gray')} | {_centre(f['centres'], 'colour')} | "
-            f"{f['cross_entropy']:.3f} | {f['leave_one_model_out']:.3f} | {build} | {by_kind} |"
+            f"{f['cross_entropy']:.3f} | {_number(f['leave_one_model_out'])} | {_number(f['leave_one_build_out'])} "
+            f"| {by_kind} |"
         )
     current, best = result["current"], result["best"]
     lines += [
         "",
         f"current constants (slope {current['slope']:g}, gray {_centre(current['centres'], 'gray')}, "
         f"colour {_centre(current['centres'], 'colour')}): CE {current['cross_entropy']:.3f}",
-        f"best by {result['chosen_by'].replace('_', ' ')}: slope {best['slope']:g}, "
+        f"best by {CHOSEN_BY[result['chosen_by']]}: slope {best['slope']:g}, "
         f"gray {_centre(best['centres'], 'gray')}, colour {_centre(best['centres'], 'colour')}",
         "with a slope per kind (held out as above): "
-        + ", ".join(f"{kind} {slope:g}" for kind, slope in result["best_slope_by_kind"].items()),
+        + (", ".join(f"{kind} {slope:g}" for kind, slope in result["best_slope_by_kind"].items()) or "n/a"),
         "",
         "| calibration | kind | lead line | clean flagged | detected | largest clean |",
         "|---|---|---|---|---|---|",

@@ -125,6 +125,48 @@ def test_weights_scored_again_by_other_code_count_once_keeping_the_rows_with_eve
     assert drop_repeated_weights(older + rescored + both) == (rescored, 2 * len(ROWS))
 
 
+def test_held_out_figures_skip_rows_whose_kind_cannot_be_fitted_without_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Leaving out the only build of a kind (or its only backdoored model) leaves no centre to fit:
+    those rows are not held out and counted, and a figure with no row left is n/a, not a crash."""
+    gray = [r for r in ROWS if r.kind == "gray"]
+    colour = [Row(**{**asdict(r), "zoo": "z2"}) for r in ROWS if r.kind == "colour"]
+    current = Calibration(slope=1.5, centres={"gray": 4.0, "colour": 8.3})
+    result = report(gray + colour, current, 0.85, [1.0, 1.5])
+    assert result["not_held_out"]["leave_one_build_out"] == {"gray": 6, "colour": 6}
+    assert all(f["leave_one_build_out"] is None for f in result["fits"])
+    assert result["chosen_by"] == "leave_one_model_out"
+    assert all(f["held_out_by_kind"]["gray"] is not None for f in result["fits"])
+
+    # a third build of gray rows: the gray rows can be held out, the colour build's cannot
+    third = [Row(**{**asdict(r), "zoo": "z3", "model": f"z3-{r.model}", "evidence": r.evidence + 1,
+                    "class_evidence": (r.evidence + 1,)}) for r in gray]  # fmt: skip
+    result = report(gray + colour + third, current, 0.85, [1.5])
+    assert result["chosen_by"] == "leave_one_build_out"
+    assert result["not_held_out"]["leave_one_build_out"] == {"colour": 6}
+    crossed = [(fit(third, 1.5), gray), (fit(gray, 1.5), third)]
+    expected = float(np.mean([-math.log(p if r.backdoored else 1 - p) for calibration, rows in crossed
+                              for r, p in zip(rows, map(calibration.probability, rows), strict=True)]))  # fmt: skip
+    assert result["fits"][0]["leave_one_build_out"] == pytest.approx(expected)
+
+    # one backdoored gray model: leaving it out leaves only clean gray rows; so for either colour model
+    lone = _rows("gray", [1.0, 2.0, 5.0], [False, False, True]) + _rows("colour", [5.0, 9.0], [False, True])
+    result = report(lone, current, 0.85, [1.5])
+    assert result["not_held_out"] == {"leave_one_model_out": {"gray": 1, "colour": 2}}
+    assert result["fits"][0]["held_out_by_kind"]["colour"] is None and result["best_slope_by_kind"] == {"gray": 1.5}
+    assert held_out_cross_entropy(lone[3:], 1.5, lambda r: r.model) is None
+    assert report(lone[1:], current, 0.85, [1.5])["chosen_by"] == "cross_entropy"  # nothing can be held out
+
+    files = [tmp_path / "gray.jsonl", tmp_path / "colour.jsonl"]
+    for path, rows in zip(files, (gray, colour), strict=True):
+        path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    assert main(["--rows", *map(str, files), "--slopes", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "leave one build out: 6 gray rows not held out" in out and "| n/a |" in out
+    assert "best by leave one model out" in out
+
+
 def test_the_command_drops_a_repeated_build_before_fitting(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     first, second = tmp_path / "b1.jsonl", tmp_path / "b2.jsonl"
     first.write_text("".join(json.dumps(asdict(r)) + "\n" for r in _weights(ROWS, "z1")))
