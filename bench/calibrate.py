@@ -11,8 +11,8 @@ fits both centres by maximum likelihood on the rows (one per model and saliency 
 cross-entropy in sample, leaving one model out (all its seeds, in every build) and, once rows of two
 or more zoo builds are pooled, leaving one build out: how a calibration fitted on other builds does on
 a new one, which is the question a centre fitted on one build's luck cannot answer (weights that
-several builds hold, the same sha256 trained again, keep one build's rows, whatever scorer computed
-them). Rows are held out only where the other builds' (or models') rows of their
+several builds hold, the same sha256 trained again, are kept once, preferring the rows the current
+detection code computed). Rows are held out only where the other builds' (or models') rows of their
 kind hold both labels; the others are counted, and a figure with no row to hold out is n/a. Beside
 them: the current constants on the same rows, and the threshold check (clean rows and backdoored rows
 at or above ``suspicious_at``). A kind whose lead counts rivals needs every class's evidence: saved
@@ -34,6 +34,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -322,26 +323,46 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def drop_repeated_weights(rows: Sequence[Row]) -> tuple[list[Row], int]:
-    """The rows without those that repeat another build's row of the same weights (sha256) and seed,
-    and how many were dropped. Of the builds that hold a model's weights, the first whose rows keep
-    every class's evidence is kept, else the first.
+def drop_repeated_weights(
+    rows: Sequence[Row], current_key: Callable[[int], str] | None = None
+) -> tuple[list[Row], int]:
+    """The rows without those that repeat another row of the same weights (sha256) and seed, and how
+    many were dropped. Of the rows of a model's weights and seed, the one kept is the first computed by
+    the current detection code (its detector key is ``current_key(seed)``, the key ``bench.runs`` gives
+    the agnostic detector today), else the first that keeps every class's evidence, else the first.
 
     A build on the same kind of machine can be bit-identical to an earlier one (BENCHMARKS.md, "The
     zoo"); its rows counted as a new build would let leave-one-build-out fit on the very models it
     holds out, whichever scorer computed them. Evidence alone cannot tell: models at the margin cap
-    share it exactly. The rows with every class's evidence are the ones a gray lead can be read from.
-    Rows without a sha256 are kept.
+    share it exactly. The current code's rows are what the scorer gives now, so which file is listed
+    first (a glob lists the oldest first) and whether the zoo's fresh rows come after the saved ones
+    do not decide; the rows with every class's evidence are the ones a gray lead can be read from. The
+    zoo's fresh rows and the same zoo's saved rows count once too. Rows without a sha256 are kept.
     """
-    chosen: dict[tuple[str, int], Row] = {}  # per weights and seed, a row of the build to keep
-    for row in rows:
+
+    def rank(row: Row) -> tuple[bool, bool]:
+        current = current_key is not None and row.detector_key == current_key(row.seed)
+        return current, row.class_evidence is not None
+
+    chosen: dict[tuple[str, int], int] = {}  # per weights and seed, the index of the row to keep
+    for index, row in enumerate(rows):
         if row.sha256 is None:
             continue
-        first = chosen.setdefault((row.sha256, row.seed), row)
-        if first.class_evidence is None and row.class_evidence is not None:
-            chosen[(row.sha256, row.seed)] = row
-    kept = [r for r in rows if r.sha256 is None or chosen[(r.sha256, r.seed)].zoo == r.zoo]
+        first = chosen.setdefault((row.sha256, row.seed), index)
+        if rank(row) > rank(rows[first]):
+            chosen[(row.sha256, row.seed)] = index
+    keep = set(chosen.values())
+    kept = [r for i, r in enumerate(rows) if r.sha256 is None or i in keep]
     return kept, len(rows) - len(kept)
+
+
+def current_detector_key(seed: int) -> str:
+    """The key the current detection code gives the agnostic detector's rows of ``seed`` (default settings,
+    on the CPU, as ``zoo_rows`` computes them)."""
+    from bench.runs import detector_key
+    from worker.detectors.base import get_detector
+
+    return detector_key(get_detector("agnostic"), seed)
 
 
 def read_rows(path: Path) -> list[Row]:
@@ -444,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += mine
         if not rows:
             raise ValueError("no rows: give --zoo, --rows or both")
-        rows, repeated = drop_repeated_weights(rows)
+        rows, repeated = drop_repeated_weights(rows, cache(current_detector_key))
         without_lead = Counter(r.kind for r in rows if not r.has_lead)
         rows = [r for r in rows if r.has_lead]
         if not rows:

@@ -125,6 +125,40 @@ def test_weights_scored_again_by_other_code_count_once_keeping_the_rows_with_eve
     assert drop_repeated_weights(older + rescored + both) == (rescored, 2 * len(ROWS))
 
 
+def test_the_rows_the_current_code_computed_are_kept_whichever_file_comes_first() -> None:
+    """A glob lists the oldest file first, and --zoo's fresh rows come after the saved ones: neither may
+    decide that an older scorer's rows of the same weights stand for them."""
+    old = [Row(**{**asdict(r), "detector_key": "k-old"}) for r in _weights(ROWS, "z1")]
+    new = [Row(**{**asdict(r), "detector_key": f"k-now+{r.seed}"}) for r in _weights(ROWS, "z2")]
+    fresh = [Row(**{**asdict(r), "zoo": "z3"}) for r in new]
+
+    def current(seed: int) -> str:
+        return f"k-now+{seed}"
+
+    assert drop_repeated_weights(old + new, current) == (new, len(ROWS))
+    assert drop_repeated_weights(new + old, current) == (new, len(ROWS))
+    # the current code's rows of another build, or the zoo's rows and their saved copy: the first
+    assert drop_repeated_weights(old + new + fresh, current) == (new, 2 * len(ROWS))
+    assert drop_repeated_weights(old + new + new, current) == (new, 2 * len(ROWS))
+    # the current code before the rows with every class's evidence, and those before the first
+    partial = [Row(**{**asdict(r), "class_evidence": None}) for r in new]
+    assert drop_repeated_weights(old + partial, current) == (partial, len(ROWS))
+    assert drop_repeated_weights(old + partial) == (old, len(ROWS))
+
+
+def test_the_command_prefers_the_current_codes_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr("bench.calibrate.current_detector_key", lambda seed: "k-now")
+    old, new = tmp_path / "2026-01-01-old.jsonl", tmp_path / "2026-02-01-new.jsonl"
+    old.write_text("".join(json.dumps(asdict(r)) + "\n" for r in _weights(ROWS, "z-old")))
+    rows = [Row(**{**asdict(r), "detector_key": "k-now"}) for r in _weights(ROWS, "z-new")]
+    new.write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
+    assert main(["--rows", str(old), str(new), "--slopes", "1.5", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["builds"] == {"z-new": 12}
+    assert "12 rows dropped" in capsys.readouterr().out
+
+
 def test_held_out_figures_skip_rows_whose_kind_cannot_be_fitted_without_them(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
