@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from bench.runs import REPO, median_rows, run_detectors
+from bench.runs import REPO, CacheError, median_rows, run_detectors
 from bench.summary import REFERENCE, compare, compare_times, summarise
 from bench.tables import format_comparison, format_table, format_targets, format_times
 from bench.targets import check_targets
@@ -115,18 +115,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no models in {zoo} for split {args.split!r}", file=sys.stderr)
         return 2
     seeds = range(args.seed, args.seed + args.seeds)
-    runs = [
-        run_detectors(
-            zoo,
-            entries,
-            detectors,
-            clean_images=args.clean_images,
-            cache=zoo / "bench-results.jsonl",
-            seed=seed,
-            device=device,
-        )
-        for seed in seeds
-    ]
+    try:
+        runs = [
+            run_detectors(
+                zoo,
+                entries,
+                detectors,
+                clean_images=args.clean_images,
+                cache=zoo / "bench-results.jsonl",
+                seed=seed,
+                device=device,
+            )
+            for seed in seeds
+        ]
+    except CacheError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     rows = runs[0] if len(runs) == 1 else median_rows(runs)
     summary = summarise(rows)
     build = build_hash(manifest["models"])

@@ -11,6 +11,7 @@ code recomputes.
 from __future__ import annotations
 
 import ast
+import fcntl
 import hashlib
 import json
 import sys
@@ -29,6 +30,10 @@ from worker.zoo.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
+
+
+class CacheError(ValueError):
+    """The result cache holds a line that is not a result row, before its last line."""
 
 
 def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.nn.Module:
@@ -114,6 +119,60 @@ def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
     return f"{settings}{run}@{code_version(type(detector).__module__, LOADER)}"
 
 
+def read_cache(cache: Path) -> list[dict[str, Any]]:
+    """The cached result rows, oldest first (none if there is no cache).
+
+    A last line that does not decode is what a run killed while appending leaves: it is skipped with a
+    warning on stderr and cut from the file, so that the next row starts a line of its own (a last row
+    that lost only its newline gets it back). Any other line that is not a result row is damage this
+    code cannot explain: CacheError naming the line. The file is read under the lock appends take, so a
+    row another run is writing is never taken for a broken one.
+    """
+    if not cache.is_file():
+        return []
+    rows = []
+    with open(cache, "rb+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        lines = handle.read().splitlines(keepends=True)
+        offset = 0
+        for number, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line) if line.strip() else None
+                if row is not None and not (isinstance(row, dict) and {"sha256", "detector_key"} <= row.keys()):
+                    raise ValueError("a JSON value that is not a result row")
+            except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if number < len(lines):
+                    raise CacheError(
+                        f"{cache}:{number}: not a result row ({exc}); delete that line (or the file, which "
+                        "recomputes every result)"
+                    ) from exc
+                print(
+                    f"warning: {cache}:{number}: skipping the incomplete last line (a run stopped while "
+                    "writing it) and removing it from the cache",
+                    file=sys.stderr,
+                )
+                handle.truncate(offset)
+                break
+            if row is not None:
+                rows.append(row)
+            offset += len(line)
+        else:
+            if lines and not lines[-1].endswith(b"\n"):
+                handle.write(b"\n")
+    return rows
+
+
+def append_row(cache: Path, row: dict[str, Any]) -> None:
+    """Append one row to the cache as one write, flushed, under the cache's lock."""
+    line = (json.dumps(row) + "\n").encode()
+    with open(cache, "ab", buffering=0) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        written = handle.write(line)
+        while written < len(line):  # a raw write may be partial; the lock keeps the row in one piece
+            written += handle.write(line[written:])
+        handle.flush()
+
+
 def run_detectors(
     zoo: Path,
     entries: list[dict[str, Any]],
@@ -124,13 +183,12 @@ def run_detectors(
     seed: int = 0,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """One result row per (model, detector), from the cache where present, else computed and cached."""
+    """One result row per (model, detector), from the cache where present, else computed and cached;
+    CacheError for a damaged cache."""
     retain_freed_memory()  # as every auditing process does (worker/allocator.py); it times both detectors alike
     done: dict[tuple[str, str], dict[str, Any]] = {}
-    if cache.is_file():
-        for line in cache.read_text().splitlines():
-            row = json.loads(line)
-            done[(row["sha256"], row["detector_key"])] = row
+    for row in read_cache(cache):
+        done[(row["sha256"], row["detector_key"])] = row
     rows = []
     for entry in _progress(entries):
         model: torch.nn.Module | None = None
@@ -152,8 +210,7 @@ def run_detectors(
                     seed=seed,
                 )
                 done[key] = _row(entry, detector, detection, key[1])
-                with cache.open("a") as handle:
-                    handle.write(json.dumps(done[key]) + "\n")
+                append_row(cache, done[key])
             rows.append(
                 {
                     **done[key],

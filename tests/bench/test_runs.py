@@ -3,14 +3,17 @@ median run over seeds."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import torch
 
 from bench import runs
-from bench.runs import detector_key, median_rows
-from worker.detectors.base import get_detector
+from bench.runs import CacheError, detector_key, median_rows, read_cache, run_detectors
+from worker.detectors.base import Detection, get_detector
 
 
 def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -80,3 +83,74 @@ def test_median_rows_keep_each_models_median_run_timed_as_all_runs() -> None:
 def test_median_rows_refuse_runs_that_list_different_models() -> None:
     with pytest.raises(ValueError, match="same models"):
         median_rows([ROWS[:2], ROWS[1:3], ROWS[:2]])
+
+
+@dataclass
+class _Counting:
+    """A detector that counts its runs and takes a second."""
+
+    name: ClassVar[str] = "counting"
+    requires_clean_images: ClassVar[bool] = False
+    runs: int = field(default=0, repr=False)  # not a setting: the cache key must not follow it
+
+    def detect(self, model: Any, input_shape: Any, num_classes: int, **options: Any) -> Detection:
+        self.runs += 1
+        return Detection("counting", 0.5, "clean", [0], [0.0] * num_classes, seconds=1.0)
+
+
+ENTRY = {"id": "m", "sha256": "s" * 64, "input_shape": [1, 4, 4], "num_classes": 2, "dataset": "fashion_mnist",
+         "backdoored": False, "target_classes": [], "split": "test", "family": "clean", "part": "gray",
+         "arch": "lenet5"}  # fmt: skip
+
+
+@pytest.fixture
+def counting(monkeypatch: pytest.MonkeyPatch) -> _Counting:
+    monkeypatch.setattr(runs, "load_model", lambda zoo, entry, device="cpu": torch.nn.Identity())
+    monkeypatch.setattr(runs, "_progress", lambda entries: entries)
+    monkeypatch.setattr(runs, "code_version", lambda *modules: "v")
+    return _Counting()
+
+
+def _run(detector: _Counting, cache: Path) -> list[dict[str, Any]]:
+    return run_detectors(Path("zoo"), [ENTRY], [detector], clean_images=30, cache=cache)  # type: ignore[list-item]
+
+
+def test_a_cache_whose_last_append_was_cut_short_loses_that_row_only(
+    counting: _Counting, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "bench-results.jsonl"
+    _run(counting, cache)
+    whole = cache.read_bytes()
+    cache.write_bytes(whole + whole[: len(whole) // 2])  # a second row killed halfway through its write
+    assert len(read_cache(cache)) == 1
+    assert "bench-results.jsonl:2: skipping the incomplete last line" in capsys.readouterr().err
+    assert cache.read_bytes() == whole, "cut, so the next row starts its own line"
+
+    cache.write_bytes(whole[:-1])  # a row that lost only its newline
+    assert len(read_cache(cache)) == 1 and cache.read_bytes() == whole
+    cache.write_bytes(whole[: len(whole) // 2])
+    [row] = _run(counting, cache)
+    assert counting.runs == 2 and [r["model"] for r in read_cache(cache)] == [row["model"]]
+    assert len(cache.read_text().splitlines()) == 1
+
+
+def test_a_damaged_line_before_the_last_is_an_error_naming_it(
+    counting: _Counting, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "bench-results.jsonl"
+    _run(counting, cache)
+    whole = cache.read_bytes()
+    for damage in (whole[:20] + b"\n", b"[1, 2]\n"):
+        cache.write_bytes(whole + damage + whole)
+        with pytest.raises(CacheError, match=r"bench-results\.jsonl:2: not a result row"):
+            _run(counting, cache)
+    assert counting.runs == 1
+
+    from bench.detection import main
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "manifest.json").write_text(json.dumps({"version": 1, "models": [ENTRY], "rejected": []}))
+    (zoo / "bench-results.jsonl").write_bytes(whole + b"{\n" + whole)
+    assert main(["--zoo", str(zoo), "--detectors", "mmbd"]) == 2
+    assert "bench-results.jsonl:2: not a result row" in capsys.readouterr().err
