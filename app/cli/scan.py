@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     retain_freed_memory()
     try:
         config = AuditConfig.from_dict(args.config)
+        _with_seed(config, args.seed + args.seeds - 1)  # the last seed of --seeds checked before any work
         config = _with_seed(config, args.seed)
         device = resolve_device(args.device)
     except ValueError as exc:
@@ -157,6 +158,7 @@ def _agnostic(
     from tqdm import tqdm
 
     from worker.audit import audit_model
+    from worker.detectors.base import DetectorInputError
     from worker.median_seed import combine_seed_reports
     from worker.report import build_report, render_images
 
@@ -175,7 +177,10 @@ def _agnostic(
                 bar.total = start + total * runs_left
                 bar.update(start + done - bar.n)
 
-            outcome = audit_model(loaded, run_config, device=device, progress=progress, clean_images=clean_images)
+            try:
+                outcome = audit_model(loaded, run_config, device=device, progress=progress, clean_images=clean_images)
+            except DetectorInputError as exc:  # e.g. a model whose logits turn NaN: no verdict to give
+                raise CommandError(str(exc)) from None
             images.append(render_images(outcome.maps, outcome.score))
             reports.append(
                 build_report(

@@ -136,6 +136,22 @@ class _Payload:
         return (print, ("pickled code ran",))
 
 
+def _model_with_nan_logits(tmp_path: Path) -> Path:
+    """A small_cnn with finite but huge weights: finite logits on the blank input the loader tries,
+    NaN on the saliency engine's random starts (it used to be reported clean, P=nan, exit 0)."""
+    from safetensors.torch import save_file
+
+    from worker.nets import SmallCNN
+
+    net = SmallCNN(10, 1)
+    with torch.no_grad():
+        net.features[0].weight.mul_(1e37)
+        net.features[3].weight.mul_(1e37)
+    path = tmp_path / "nan.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path), {"arch": "small_cnn"})
+    return path
+
+
 def _bad_inputs(tmp_path: Path, badnets: ExampleModel) -> dict[str, tuple[list[str], str]]:
     random_bytes = tmp_path / "random.pt"
     random_bytes.write_bytes(torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes())
@@ -144,6 +160,7 @@ def _bad_inputs(tmp_path: Path, badnets: ExampleModel) -> dict[str, tuple[list[s
     payload = tmp_path / "payload.pkl"
     payload.write_bytes(pickle.dumps(_Payload()))
     return {
+        "logits that turn NaN": ([str(_model_with_nan_logits(tmp_path)), "--input-shape", "1,28,28"], "NaN"),
         "missing file": ([str(tmp_path / "nope.safetensors"), "--arch", "small_cnn"], "nope.safetensors"),
         "random bytes": ([str(random_bytes), "--arch", "small_cnn", "--input-shape", "1,28,28"], "format"),
         "pickled module": ([str(module), "--arch", "small_cnn", "--input-shape", "1,28,28"], "torch.nn"),
@@ -173,6 +190,9 @@ def test_invalid_config_and_arguments_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2 and "unknown saliency config keys: iteration" in result.stderr
     result = scan("model.pt", "--input-shape", "28,28", cwd=tmp_path)
     assert result.returncode == 2 and "expected C,H,W" in result.stderr
+    # the last of --seeds' seeds is checked with the config, before any work
+    result = scan("model.pt", "--seed", str(2**32 - 2), "--seeds", "3", cwd=tmp_path)
+    assert result.returncode == 2 and "seed" in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
 @pytest.mark.slow
