@@ -5,8 +5,9 @@
 
 Models are loaded as ``scan`` loads them and results are cached next to the manifest
 (``bench/runs.py``): an interrupted run resumes, a new detector costs only its own time and changed
-code recomputes. Neural Cleanse gets ``--clean-images`` images from the test split of the model's
-data set; the data-free detectors get none. The figures are ``bench/summary.py``'s.
+code recomputes. Neural Cleanse gets ``--clean-images`` images (a multiple of 10, as many of each
+class) from the test split of the model's data set; the data-free detectors get none. The figures
+are ``bench/summary.py``'s.
 
 Reported per group (overall, each part, each attack family with all clean models of the selection):
 AUROC of ``probability`` with its 95% bootstrap interval over models, and TPR at 5% FPR; the clean
@@ -55,7 +56,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", choices=("dev", "test", "all"), default="test")
     parser.add_argument("--detectors", help=f"comma-separated subset of: {', '.join(available())}")
     parser.add_argument("--only", help="only model ids containing this text (e.g. 'rgb-')")
-    parser.add_argument("--clean-images", type=int, default=30, help="clean images for detectors that need them")
+    parser.add_argument(
+        "--clean-images",
+        type=int,
+        default=30,
+        help="clean test images for detectors that need them (Neural Cleanse): a multiple of 10, as many of each "
+        "class (default 30)",
+    )
     parser.add_argument(
         "--config",
         type=json.loads,
@@ -95,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         detectors = [
             get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names
         ]
+        takers = [d.name for d in detectors if d.requires_clean_images]
+        if takers and (args.clean_images < 10 or args.clean_images % 10):
+            raise ValueError(
+                f"--clean-images {args.clean_images}: {', '.join(takers)} gets as many images of each of the 10 "
+                "classes, so give a positive multiple of 10"
+            )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -2,10 +2,11 @@
 
 Each model reaches a detector the way ``scan`` loads it (``load_checkpoint`` with the manifest's
 declared architecture, shape and normalisation). Neural Cleanse gets clean images from the test split
-of the model's data set; the data-free detectors get none. Results are appended to a JSONL cache,
-keyed by model sha256, the detector's settings, seed, device and a hash of the detection code
-(``detector_key``), so an interrupted run resumes, a new detector costs only its own time and changed
-code recomputes.
+of the model's data set (``worker.zoo.data.balanced_test_images``); the data-free detectors get none.
+Results are appended to a JSONL cache, keyed by model sha256, the detector's settings, seed, device,
+the number of clean images for a detector that takes them, and a hash of the detection code (and of
+the data code that picks the clean images) (``detector_key``), so an interrupted run resumes, a new
+detector costs only its own time and changed code recomputes.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import torch
 from worker.allocator import retain_freed_memory
 from worker.detectors.base import Detection, Detector
 from worker.median_seed import median_run
-from worker.zoo.data import load_dataset
+from worker.zoo.data import balanced_test_images
 
 REPO = Path(__file__).resolve().parents[1]
 LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
+DATA = "worker.zoo.data"  # which clean images a detector that takes them gets (balanced_test_images)
 
 
 class CacheError(ValueError):
@@ -49,14 +51,6 @@ def load_model(zoo: Path, entry: dict[str, Any], device: str = "cpu") -> torch.n
         std=tuple(entry["std"]) if entry["std"] else None,
     )
     return load_checkpoint(zoo / entry["path"], spec, device=device).module
-
-
-def clean_images_for(dataset: str, count: int) -> torch.Tensor:
-    """``count`` test images of the data set, class-balanced where it can be (for Neural Cleanse)."""
-    images, labels = load_dataset(dataset).test
-    per_class = max(1, count // 10)
-    chosen = torch.cat([torch.nonzero(labels == k).flatten()[:per_class] for k in range(10)])
-    return images[chosen[:count]]
 
 
 def _module_file(name: str) -> Path | None:
@@ -104,8 +98,9 @@ def code_version(*modules: str) -> str:
     return digest.hexdigest()[:12]
 
 
-def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
-    """Identifies a detector, its settings, seed and device *and the detection code* in the result cache.
+def detector_key(detector: Detector, seed: int = 0, device: str = "cpu", clean_images: int | None = None) -> str:
+    """Identifies a detector, its settings, seed and device *and the detection code* in the result cache;
+    for a detector that takes clean images, also their number and the data code that picks them.
 
     Dataclass detectors list every option in their repr; others are expected to hold their options
     in a ``config`` attribute with such a repr (a default object repr would never match again, which
@@ -116,7 +111,13 @@ def detector_key(detector: Detector, seed: int = 0, device: str = "cpu") -> str:
     # seed 0 on the CPU keeps the keys that results had before seeds and devices were keyed
     run = (f"+seed={seed}" if seed else "") + (f"+device={device}" if device != "cpu" else "")
     # the loader is part of the detection: it chooses the layout the model runs in (finalize.py)
-    return f"{settings}{run}@{code_version(type(detector).__module__, LOADER)}"
+    modules = [type(detector).__module__, LOADER]
+    if detector.requires_clean_images:  # the data-free detectors keep their keys
+        if clean_images is None:
+            raise ValueError(f"{detector.name} takes clean images: its key needs their number")
+        run += f"+clean_images={clean_images}"
+        modules.append(DATA)
+    return f"{settings}{run}@{code_version(*modules)}"
 
 
 def read_cache(cache: Path) -> list[dict[str, Any]]:
@@ -193,11 +194,11 @@ def run_detectors(
     for entry in _progress(entries):
         model: torch.nn.Module | None = None
         for detector in detectors:
-            key = (entry["sha256"], detector_key(detector, seed, device))
+            key = (entry["sha256"], detector_key(detector, seed, device, clean_images))
             if key not in done:
                 model = model if model is not None else load_model(zoo, entry, device)
                 images = (
-                    clean_images_for(entry["dataset"], clean_images).to(device)
+                    balanced_test_images(entry["dataset"], clean_images).to(device)
                     if detector.requires_clean_images
                     else None
                 )

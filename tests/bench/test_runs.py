@@ -14,6 +14,7 @@ import torch
 from bench import runs
 from bench.runs import CacheError, detector_key, median_rows, read_cache, run_detectors
 from worker.detectors.base import Detection, get_detector
+from worker.zoo import data
 
 
 def test_cache_key_follows_the_code_a_detector_imports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -83,6 +84,52 @@ def test_median_rows_keep_each_models_median_run_timed_as_all_runs() -> None:
 def test_median_rows_refuse_runs_that_list_different_models() -> None:
     with pytest.raises(ValueError, match="same models"):
         median_rows([ROWS[:2], ROWS[1:3], ROWS[:2]])
+
+
+def test_a_detector_that_takes_clean_images_is_keyed_by_their_number_and_the_data_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--clean-images 100`` must not be served results computed with 30, nor results of images the data
+    code chose otherwise; the data-free detectors keep their keys (and their cached results)."""
+    cleanse, agnostic = get_detector("neural-cleanse"), get_detector("agnostic")
+    assert detector_key(cleanse, clean_images=30) != detector_key(cleanse, clean_images=100)
+    assert "+clean_images=30@" in detector_key(cleanse, clean_images=30)
+    with pytest.raises(ValueError, match="takes clean images"):
+        detector_key(cleanse)
+    assert detector_key(agnostic, clean_images=100) == detector_key(agnostic) == detector_key(agnostic, 0, "cpu", 30)
+    hashed: list[tuple[str, ...]] = []
+
+    def recording_version(*modules: str) -> str:
+        hashed.append(modules)
+        return "v"
+
+    monkeypatch.setattr(runs, "code_version", recording_version)
+    detector_key(cleanse, clean_images=30)
+    detector_key(agnostic, clean_images=30)
+    assert runs.DATA in hashed[0] and runs.DATA not in hashed[1]
+
+
+def test_clean_images_are_class_balanced_or_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = torch.arange(100) % 10
+    images = labels.float().reshape(-1, 1, 1, 1).expand(-1, 1, 2, 2)
+    monkeypatch.setattr(data, "load_dataset", lambda name: data.DataSet(train=(images, labels), test=(images, labels)))
+    chosen = data.balanced_test_images("fashion_mnist", 30)
+    assert chosen[:, 0, 0, 0].tolist() == [float(k) for k in range(10) for _ in range(3)]
+    for count in (25, 5, 0):  # 25 gave 20 images, 5 gave five classes' images
+        with pytest.raises(ValueError, match="positive multiple of 10"):
+            data.balanced_test_images("fashion_mnist", count)
+    with pytest.raises(ValueError, match="fewer than 11 images"):
+        data.balanced_test_images("fashion_mnist", 110)
+
+
+def test_the_benchmark_refuses_clean_images_it_cannot_balance(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from bench.detection import main
+
+    assert main(["--zoo", str(tmp_path), "--clean-images", "25"]) == 2
+    assert "--clean-images 25: neural-cleanse gets as many images of each of the 10 classes" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @dataclass
