@@ -5,9 +5,10 @@
 
 Models are loaded as ``scan`` loads them and results are cached next to the manifest
 (``bench/runs.py``): an interrupted run resumes, a new detector costs only its own time and changed
-code recomputes. Neural Cleanse gets ``--clean-images`` images (a multiple of 10, as many of each
-class) from the test split of the model's data set; the data-free detectors get none. The figures
-are ``bench/summary.py``'s.
+code recomputes; cached results are reused only on the machine and thread count that computed them,
+so the seconds a run compares were measured together. Neural Cleanse gets ``--clean-images`` images
+(a multiple of 10, as many of each class) from the test split of the model's data set; the data-free
+detectors get none. The figures are ``bench/summary.py``'s.
 
 Reported per group (overall, each part, each attack family with all clean models of the selection):
 AUROC of ``probability`` with its 95% bootstrap interval over models, and TPR at 5% FPR; the clean
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from bench.runs import REPO, CacheError, median_rows, run_detectors
+from bench.runs import REPO, CacheError, machine_stamp, median_rows, run_detectors
 from bench.summary import REFERENCE, compare, compare_times, summarise
 from bench.tables import format_comparison, format_table, format_targets, format_times
 from bench.targets import check_targets
@@ -43,7 +44,7 @@ from worker.audit import resolve_device
 from worker.detectors.base import available, get_detector
 from worker.files import check_writable, write_text_atomically
 from worker.zoo.build import build_zoo, read_manifest
-from worker.zoo.provenance import build_hash, this_machine
+from worker.zoo.provenance import build_hash
 
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
 QUICK_ZOO = REPO / ".cache" / "zoo-quick"
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "zoo_build": build,
-            "machine": this_machine(),
+            "machine": machine_stamp(device),  # every row's, as run_detectors reuses only this machine's
             "rows": rows,
             "summary": summary,
             "comparisons": comparisons,

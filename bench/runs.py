@@ -4,9 +4,11 @@ Each model reaches a detector the way ``scan`` loads it (``load_checkpoint`` wit
 declared architecture, shape and normalisation). Neural Cleanse gets clean images from the test split
 of the model's data set (``worker.zoo.data.balanced_test_images``); the data-free detectors get none.
 Results are appended to a JSONL cache, keyed by model sha256, the detector's settings, seed, device,
-the number of clean images for a detector that takes them, and a hash of the detection code (and of
-the data code that picks the clean images) (``detector_key``), so an interrupted run resumes, a new
-detector costs only its own time and changed code recomputes.
+the number of clean images for a detector that takes them, a hash of the detection code (and of the
+data code that picks the clean images) (``detector_key``), and the machine and thread count that ran
+them (``machine_stamp``, recorded in each row): so an interrupted run resumes, a new detector costs only
+its own time, changed code recomputes, and the seconds a run compares were all measured on one machine
+with one thread count.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from worker.allocator import retain_freed_memory
 from worker.detectors.base import Detection, Detector
 from worker.median_seed import median_run
 from worker.zoo.data import balanced_test_images
+from worker.zoo.provenance import this_machine
 
 REPO = Path(__file__).resolve().parents[1]
 LOADER = "worker.loading.loader"  # how every model reaches a detector (load_model)
@@ -120,6 +123,20 @@ def detector_key(detector: Detector, seed: int = 0, device: str = "cpu", clean_i
     return f"{settings}{run}@{code_version(*modules)}"
 
 
+def machine_stamp(device: str = "cpu") -> dict[str, Any]:
+    """What a result's seconds depend on besides the code (and its scores, at the last bits): torch, the
+    CPU, its kernels and torch's thread count now (``this_machine``), and the GPU of a CUDA run. Cached
+    rows are reused only on the same stamp, so a run never sets seconds from two machines side by side."""
+    machine = this_machine()
+    if device.startswith("cuda"):
+        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return machine
+
+
+def _stamp_key(machine: Any) -> str:
+    return json.dumps(machine, sort_keys=True)
+
+
 def read_cache(cache: Path) -> list[dict[str, Any]]:
     """The cached result rows, oldest first (none if there is no cache).
 
@@ -184,12 +201,18 @@ def run_detectors(
     seed: int = 0,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """One result row per (model, detector), from the cache where present, else computed and cached;
-    CacheError for a damaged cache."""
+    """One result row per (model, detector), from the cache where present, else computed and cached.
+
+    A cached row counts only if this machine and thread count computed it (``machine_stamp``); rows
+    cached before rows recorded their machine are recomputed once. CacheError for a damaged cache.
+    """
     retain_freed_memory()  # as every auditing process does (worker/allocator.py); it times both detectors alike
+    machine = machine_stamp(device)
+    here = _stamp_key(machine)
     done: dict[tuple[str, str], dict[str, Any]] = {}
     for row in read_cache(cache):
-        done[(row["sha256"], row["detector_key"])] = row
+        if "machine" in row and _stamp_key(row["machine"]) == here:
+            done[(row["sha256"], row["detector_key"])] = row
     rows = []
     for entry in _progress(entries):
         model: torch.nn.Module | None = None
@@ -210,7 +233,7 @@ def run_detectors(
                     clean_images=images,
                     seed=seed,
                 )
-                done[key] = _row(entry, detector, detection, key[1])
+                done[key] = {**_row(entry, detector, detection, key[1]), "machine": machine}
                 append_row(cache, done[key])
             rows.append(
                 {

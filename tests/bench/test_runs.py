@@ -162,6 +162,32 @@ def _run(detector: _Counting, cache: Path) -> list[dict[str, Any]]:
     return run_detectors(Path("zoo"), [ENTRY], [detector], clean_images=30, cache=cache)  # type: ignore[list-item]
 
 
+def test_cached_results_are_reused_only_on_the_machine_and_thread_count_that_timed_them(
+    counting: _Counting, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "bench-results.jsonl"
+    [row] = _run(counting, cache)
+    assert row["machine"]["threads"] == torch.get_num_threads() and row["machine"]["cpu"]
+    assert read_cache(cache)[0]["machine"] == row["machine"]
+    _run(counting, cache)
+    assert counting.runs == 1, "same machine, same threads: the cached row"
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    _run(counting, cache)
+    assert counting.runs == 2, "another thread count times otherwise"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    other_cpu = {**row["machine"], "cpu": "Another CPU"}
+    monkeypatch.setattr(runs, "this_machine", lambda: dict(other_cpu))
+    _run(counting, cache)
+    assert counting.runs == 3, "another machine times otherwise"
+
+    unstamped = tmp_path / "old.jsonl"  # rows cached before rows recorded their machine
+    unstamped.write_text(json.dumps({k: v for k, v in row.items() if k != "machine"}) + "\n")
+    _run(counting, unstamped)
+    assert counting.runs == 4
+
+
 def test_a_cache_whose_last_append_was_cut_short_loses_that_row_only(
     counting: _Counting, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
