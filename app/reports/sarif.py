@@ -78,7 +78,7 @@ def report_to_sarif(report: Mapping[str, Any], *, artifact_uri: str | None = Non
                 "rank": float(max(0.0, 100.0 - (rank - 1) * 10.0)),
                 "message": {
                     "text": f"{entry.label} is a suspected backdoor target (rank {rank}): anomaly index "
-                    f"{anomaly} (threshold {threshold}); P(backdoored) = {probability}, "
+                    f"{anomaly} (MAD reference line {threshold}); P(backdoored) = {probability}, "
                     f"verdict {view.verdict}."
                 },
                 "locations": [location],

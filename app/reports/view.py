@@ -194,8 +194,9 @@ def _rank_key(view: ClassView) -> tuple[float, int]:
 
 
 def build_chart(classes: Sequence[ClassView], thresholds: Mapping[str, Any]) -> Chart | None:
-    """Bars of the anomaly index per class (the score when no anomaly index is present) with the
-    flagging threshold drawn, so a reader sees how far the suspected class stands out."""
+    """Bars of the anomaly index per class (the score when no anomaly index is present) with the MAD
+    rule's reference line drawn, so a reader sees how far the suspected class stands out. The verdict
+    does not read this index: it reads the class leads (worker/scoring)."""
     if not classes:
         return None
     use_anomaly = any(c.anomaly_index is not None for c in classes)
