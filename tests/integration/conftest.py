@@ -1,7 +1,9 @@
 """Fixtures for tests against real services: a throwaway Postgres database per test session.
 
 Postgres is expected at 127.0.0.1:5432 (``BACKDOOR_AUDIT_TEST_POSTGRES``); tests that need it skip
-when it is unreachable.
+when it is unreachable, except under CI (``CI=true``), where ``scripts/services.sh`` has started it
+and an unreachable service is a failure: a CI run that skipped every integration test would pass
+having tested none (``tests/conftest.py`` does the same for the tests that skip without Redis).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
+
+from tests.conftest import service_unreachable
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "BACKDOOR_AUDIT_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -30,7 +34,7 @@ def postgres_url() -> Iterator[str]:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"Postgres not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
+        service_unreachable(f"Postgres not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
     try:
         yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
