@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="zoo folder (created if missing)")
     build.add_argument("--quick", action="store_true", help="the quick zoo: a handful of small models")
-    build.add_argument("--only", metavar="PATTERN", help="only model ids matching this glob, e.g. 'rgb-*'")
+    build.add_argument(
+        "--only",
+        metavar="PATTERN",
+        help="only model ids matching this glob, e.g. 'rgb-*', and the clean twins their backdoored models are judged "
+        "against",
+    )
     build.add_argument(
         "--split",
         choices=("dev", "test"),
