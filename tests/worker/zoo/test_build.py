@@ -53,6 +53,14 @@ def _trained(accuracy: float, success: float | None) -> TrainedModel:
     return TrainedModel(net, net, accuracy, success, () if success is None else (success,), 0.0)
 
 
+def _twin_and_backdoor() -> tuple[ZooModel, ZooModel]:
+    """A clean lenet5 seed 0 and the backdoored lenet5 judged against it."""
+    twin = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
+    backdoored = ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
+                          (BadNetsPatch(4, 3),))  # fmt: skip
+    return twin, backdoored
+
+
 def test_rejection_rules() -> None:
     model = ZooModel("m", "gray", "fashion_mnist", "lenet5", "badnets", (BadNetsPatch(0),))
     assert rejection(model, _trained(0.85, 0.95), twin_accuracy=0.86) is None
@@ -93,9 +101,7 @@ def test_a_backdoored_model_selected_by_only_brings_its_twin_and_is_judged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without its twin a backdoored model would be kept unjudged, and a kept model is never retrained."""
-    twin = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
-    backdoored = ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
-                          (BadNetsPatch(4, 3),))  # fmt: skip
+    twin, backdoored = _twin_and_backdoor()
     monkeypatch.setattr(build, "plan", lambda quick=False: [twin, backdoored])
     monkeypatch.setattr(build, "train_zoo_model", lambda model: _trained(0.5 if model.attacks else 0.9, 0.99))
     manifest = build_zoo(tmp_path, only="*badnets*")
@@ -227,9 +233,7 @@ def test_builders_skip_a_model_another_is_training(tmp_path: Path, monkeypatch: 
 def test_a_backdoored_model_is_judged_after_its_twin_is_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    twin = ZooModel("gray-fashion_mnist-clean-lenet5-s0", "gray", "fashion_mnist", "lenet5", "clean")
-    backdoored = ZooModel("gray-fashion_mnist-badnets-lenet5-s0", "gray", "fashion_mnist", "lenet5", "badnets",
-                          (BadNetsPatch(4, 3),))  # fmt: skip
+    twin, backdoored = _twin_and_backdoor()
     monkeypatch.setattr(build, "plan", lambda quick=False: [twin, backdoored])
     (tmp_path / "models").mkdir()
     holding, trained = threading.Event(), threading.Event()
