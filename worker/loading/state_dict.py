@@ -152,9 +152,10 @@ def check_fit(arch: str, expected: Mapping[str, torch.Size], tensors: StateDict)
 
 
 def load_into(model: nn.Module, weights: Weights, arch: str) -> list[str]:
-    """Strict load with a readable report; returns notes. BatchNorm's step counters may be absent."""
+    """Strict load; returns notes. BatchNorm's step counters may be absent. The caller checked the fit
+    (``check_fit`` on the meta-device shapes of the same architecture and sizes) before building
+    ``model``, which is where a misfit gets its readable report."""
     own = model.state_dict()
-    check_fit(arch, {k: v.shape for k, v in own.items()}, weights.tensors)
     filled = [k for k in own if k not in weights.tensors and _is_step_counter(k)]
     model.load_state_dict({**weights.tensors, **{k: own[k] for k in filled}}, strict=True)
     if filled:
