@@ -149,15 +149,15 @@ def checkpoint_bytes_lock(*, session: Session, sha256: str) -> Iterator[None]:
         yield
 
 
-def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> bool:
-    """Delete the row; True when no checkpoint row (of any team) still uses its bytes, so they can go too.
+def delete_checkpoint(*, session: Session, checkpoint: Checkpoint) -> None:
+    """Delete the row. Whether its bytes can go too is for ``checkpoint_bytes_in_use`` to say, under
+    ``checkpoint_bytes_lock`` (another team may be uploading the same bytes).
 
     The team's audits of it stay (their ``checkpoint_id`` becomes NULL): reports are an audit trail.
     """
     session.execute(update(Audit).where(Audit.checkpoint_id == checkpoint.id).values(checkpoint_id=None))
     session.delete(checkpoint)
     session.flush()
-    return not checkpoint_bytes_in_use(session=session, sha256=checkpoint.sha256)
 
 
 # --- audits ------------------------------------------------------------------------------------------

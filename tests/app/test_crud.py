@@ -100,13 +100,14 @@ def test_deleting_a_checkpoint_keeps_its_audits_and_reports_shared_bytes(
     checkpoint = crud.get_checkpoint(session=session, team_id=red.id, checkpoint_id=red_checkpoint)
     assert checkpoint is not None
     assert crud.checkpoint_has_unfinished_audits(session=session, checkpoint_id=red_checkpoint)
-    assert crud.delete_checkpoint(session=session, checkpoint=checkpoint) is False  # blue still uses the bytes
+    crud.delete_checkpoint(session=session, checkpoint=checkpoint)
+    assert crud.checkpoint_bytes_in_use(session=session, sha256="ab" * 32)  # blue still uses the bytes
     session.commit()
     audit = crud.get_audit(session=session, team_id=red.id, audit_id=audit_id)
     assert audit is not None and audit.checkpoint_id is None and audit.checkpoint_sha256 == "ab" * 32
     other = crud.get_checkpoint(session=session, team_id=blue.id, checkpoint_id=blue_checkpoint)
     assert other is not None
-    assert crud.delete_checkpoint(session=session, checkpoint=other) is True
+    crud.delete_checkpoint(session=session, checkpoint=other)
     assert not crud.checkpoint_bytes_in_use(session=session, sha256="ab" * 32)
     assert crud.lock_checkpoint(session=session, checkpoint_id=blue_checkpoint) is False  # gone: the caller's 404
 
