@@ -72,6 +72,12 @@ class DetectorInputError(ValueError):
     """A detector cannot run on what it was given; the message says what it needs."""
 
 
+def non_finite_classes(per_class: Tensor, *, shown: int = 10) -> list[int]:
+    """The first ``shown`` classes whose statistic is NaN or infinite (none: every one is finite). A
+    detector refuses to give a verdict on such statistics: NaN compares false with every threshold."""
+    return torch.nonzero(~torch.isfinite(per_class)).flatten()[:shown].tolist()
+
+
 _FACTORIES: dict[str, Callable[..., Detector]] = {}
 _modules_loaded = False
 

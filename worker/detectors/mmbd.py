@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, DetectorInputError, register
+from worker.detectors.base import Detection, DetectorInputError, non_finite_classes, register
 from worker.margins import class_margins
 from worker.model_state import model_as_found
 from worker.scoring.verdict import verdict_for
@@ -100,10 +100,9 @@ class MMBD:
             )
         started = time.perf_counter()
         statistics = self.class_statistics(model, input_shape, num_classes, device=device, seed=seed)
-        if not bool(torch.isfinite(statistics).all()):
-            broken = torch.nonzero(~torch.isfinite(statistics)).flatten().tolist()
+        if broken := non_finite_classes(statistics):
             raise DetectorInputError(
-                f"MM-BD: the maximum margins of classes {broken[:10]} are NaN or infinite, so there is no verdict: "
+                f"MM-BD: the maximum margins of classes {broken} are NaN or infinite, so there is no verdict: "
                 "the model computes non-finite logits on some inputs in [0, 1] (overflowing or corrupted weights?); "
                 "check its outputs on random inputs, e.g. model(torch.rand(8, *input_shape))"
             )

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from worker.detectors.base import Detection, DetectorInputError, register
+from worker.detectors.base import Detection, DetectorInputError, non_finite_classes, register
 from worker.model_state import model_as_found
 from worker.scoring.verdict import anomaly_index, verdict_for
 
@@ -94,10 +94,9 @@ class NeuralCleanse:
             )
         started = time.perf_counter()
         norms, success = self.mask_norms(model, clean_images, num_classes, device=device, seed=seed)
-        if not bool(torch.isfinite(norms).all()):
-            broken = torch.nonzero(~torch.isfinite(norms)).flatten().tolist()
+        if broken := non_finite_classes(norms):
             raise DetectorInputError(
-                f"Neural Cleanse: the mask norms of classes {broken[:10]} are NaN or infinite, so there is no "
+                f"Neural Cleanse: the mask norms of classes {broken} are NaN or infinite, so there is no "
                 "verdict: the model computes non-finite logits or gradients on the clean images or their stamped "
                 "copies (overflowing or corrupted weights?); check its outputs on the clean images"
             )

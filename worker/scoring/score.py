@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from worker.detectors.base import DetectorInputError
+from worker.detectors.base import DetectorInputError, non_finite_classes
 from worker.margins import class_margins
 from worker.model_state import eval_mode
 from worker.saliency.engine import ClassMap
@@ -285,9 +285,8 @@ def _score(
     # a class whose restarts disagree keeps the best of its merged map's and its restarts' own evidence
     restart_evidence = _restart_evidence(model, probes, patch_probes, raw, maps, config)
     evidence = torch.maximum(tests.evidence, restart_evidence)
-    if not bool(torch.isfinite(evidence).all()):
-        broken = torch.nonzero(~torch.isfinite(evidence)).flatten().tolist()
-        raise DetectorInputError(_not_finite(f"the evidence of classes {broken[:10]}"))
+    if broken := non_finite_classes(evidence):
+        raise DetectorInputError(_not_finite(f"the evidence of classes {broken}"))
     # the decision reads each class's lead over its strongest rivals (gray only; ``class_leads``)
     kind = input_kind(input_shape)
     leads = class_leads(evidence.tolist(), kind)
