@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from worker.json_config import JsonConfig
+from worker.json_config import JsonConfig, integer_problem, number_problem, shown
 
 SeedDistribution = Literal["uniform", "gaussian", "lowfreq"]
 Loss = Literal["ce", "margin"]
@@ -30,31 +28,6 @@ MAX_SEEDS_PER_STEP = 256  # default 8
 MAX_RESTARTS = 32  # default 2
 MAX_FIDELITY_SEEDS = 4096  # default 128
 MAX_CLASS_BATCH = 1024  # default 64; a batch of every class of an ImageNet model
-
-
-def _shown(value: Any) -> str:
-    """A value as the user wrote it in JSON (``true``, ``Infinity``, ``100.0``)."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def integer_problem(name: str, value: Any, low: int, high: int) -> str | None:
-    """What is wrong with ``value`` as the whole number ``name`` in [low, high], or None. A JSON ``true``
-    or ``1e2`` is refused, not taken for 1 or 100: a bool or a float here is a mistake in the request."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        return f"{name} must be a whole number from {low} to {high}, got {_shown(value)}"
-    return None
-
-
-def number_problem(name: str, value: Any, low: float, high: float, *, above_low: bool = False) -> str | None:
-    """What is wrong with ``value`` as the finite number ``name`` in [low, high] (in (low, high] with
-    ``above_low``), or None. Booleans, strings, NaN and infinities are refused."""
-    number = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if number and (low < value if above_low else low <= value) and value <= high:
-        return None
-    return f"{name} must be a finite number in {'(' if above_low else '['}{low}, {high}], got {_shown(value)}"
 
 
 @dataclass(frozen=True)
@@ -115,9 +88,7 @@ class SaliencyConfig(JsonConfig):
             integer_problem("class_batch", self.class_batch, 1, MAX_CLASS_BATCH),
             integer_problem("seed", self.seed, 0, MAX_SEED),
         ]
-        bad = [problem for problem in problems if problem]
-        if bad:
-            raise ValueError(f"invalid {self.label} config: {'; '.join(bad)}")
+        self.refuse(problems)
         for name, allowed in (
             ("seed_distribution", SeedDistribution),
             ("loss", Loss),
@@ -129,5 +100,5 @@ class SaliencyConfig(JsonConfig):
             if getattr(self, name) not in allowed.__args__:  # type: ignore[attr-defined]
                 choices = ", ".join(allowed.__args__)  # type: ignore[attr-defined]
                 raise ValueError(
-                    f"invalid {self.label} config: {name} must be one of {choices}, got {_shown(getattr(self, name))}"
+                    f"invalid {self.label} config: {name} must be one of {choices}, got {shown(getattr(self, name))}"
                 )

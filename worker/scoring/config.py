@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
-from worker.json_config import JsonConfig
-from worker.saliency.config import MAX_SEED, integer_problem, number_problem
+from worker.json_config import JsonConfig, integer_problem, number_problem
+from worker.saliency.config import MAX_SEED
 
 # 16 times the default: every test of every class feeds the model up to 64 source classes x
 # probes_per_class probes at once (16,384 at this bound), so one request cannot make scoring take hours
 # or hold more than a GPU's memory.
 MAX_PROBES_PER_CLASS = 256
-
-# Keys earlier versions had, with the value they always held unless a user changed it. The API stores
-# each audit's config with every default filled in, and report.json echoes it, so these keys are in
-# every stored config: reading one back must not fail. ``anomaly_threshold`` decided nothing (the
-# verdict and the suspected classes read the class leads through ``suspicious_at``); it only set the
-# reference line that report.json carries as ``thresholds.anomaly_index`` (``worker.report``).
-RETIRED_KEYS: dict[str, Any] = {"anomaly_threshold": 2.0}
 
 
 @dataclass(frozen=True)
@@ -32,6 +26,16 @@ class ScoringConfig(JsonConfig):
     """
 
     label: ClassVar[str] = "scoring"
+    # ``anomaly_threshold`` decided nothing (the verdict and the suspected classes read the class leads
+    # through ``suspicious_at``); it only set the reference line that report.json carries as
+    # ``thresholds.anomaly_index`` (``worker.report``)
+    retired_keys: ClassVar[Mapping[str, tuple[Any, str]]] = {
+        "anomaly_threshold": (
+            2.0,
+            "it changed no verdict and no suspected class, which read P(backdoored) against suspicious_at and "
+            "backdoored_at",
+        )
+    }
 
     window: float = 0.15
     trigger_window: float = 0.1
@@ -64,20 +68,6 @@ class ScoringConfig(JsonConfig):
     backdoored_at: float = 0.9
     seed: int = 0
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        """As ``JsonConfig.from_dict``; a retired key is dropped when it holds its old value (as every
-        stored config does) and refused, saying why, when a user set it to anything else."""
-        data = dict(data)
-        for key, old_value in RETIRED_KEYS.items():
-            value = data.pop(key, old_value)
-            if value != old_value:
-                raise ValueError(
-                    f"scoring config key {key} was removed (got {value}): it changed no verdict and no suspected "
-                    "class, which read P(backdoored) against suspicious_at and backdoored_at; drop the key"
-                )
-        return super().from_dict(data)
-
     def __post_init__(self) -> None:
         problems = [
             *(
@@ -92,8 +82,8 @@ class ScoringConfig(JsonConfig):
             number_problem("backdoored_at", self.backdoored_at, 0, 1, above_low=True),
             integer_problem("seed", self.seed, 0, MAX_SEED),
         ]
-        bad = [problem for problem in problems if problem]
-        if not bad and self.suspicious_at > self.backdoored_at:
-            bad.append(f"suspicious_at ({self.suspicious_at}) must not be above backdoored_at ({self.backdoored_at})")
-        if bad:
-            raise ValueError(f"invalid {self.label} config: {'; '.join(bad)}")
+        if not any(problems) and self.suspicious_at > self.backdoored_at:
+            problems.append(
+                f"suspicious_at ({self.suspicious_at}) must not be above backdoored_at ({self.backdoored_at})"
+            )
+        self.refuse(problems)
