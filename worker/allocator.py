@@ -7,7 +7,7 @@ them. In a process that audits model after model (``bench/allocator_speed.py``: 
 architectures, both detectors) glibc faulted 4.0-8.7 million pages in, 0.2 million with the memory
 kept; in two such runs on an Intel Xeon our detector's total time fell 5-8% (9-22% on the small
 CNNs), MM-BD's 2-4%. On an AMD EPYC glibc faulted 1.1-2.6 million pages in by default and the two
-settings were equally fast (totals within 4% of each other; BENCHMARKS.md, "Freed memory kept").
+settings were equally fast (totals within 4% of each other; bench/MEASUREMENT_LOG.md, "Freed memory kept").
 The cost is that the process keeps its peak heap until it exits, which a worker reuses at the next
 step or audit anyway.
 

@@ -94,7 +94,7 @@ def _prefer_channels_last(module: nn.Module, shape: tuple[int, int, int], device
     on channels-last tensors: a forward pass and its input gradient took 1.04-2.6 times less time on
     11 of 13 architectures (small_cnn, lenet5, mobilenets, shufflenet, efficientnet, densenet, ...)
     and 7% more on resnet18 and vgg11_bn. On larger inputs resnet18 lost 18-29% at 48-64 px and
-    most gains fade (``bench/layout_speed.py``; BENCHMARKS.md, "The nineteenth session's build").
+    most gains fade (``bench/layout_speed.py``; bench/MEASUREMENT_LOG.md, "The nineteenth session's build").
     The input stays as it is; the converted weights carry the layout through the network. A model
     whose forward reshapes activations with ``.view`` fails on such tensors, and any model may
     compute differently in them: both keep the default layout. Not on GPUs, where it is unmeasured.

@@ -26,7 +26,7 @@ Progress = Callable[[int, int], None]
 
 # Inputs per forward pass of the fidelity test. On the CPU a small CNN's forward pass costs twice as
 # much per input in batches of 1,020 as in batches of 160, whose activations stay in the core's cache
-# (scratch timing, BENCHMARKS.md "The nineteenth session's build"); larger nets are flat in between.
+# (scratch timing, bench/MEASUREMENT_LOG.md, "The nineteenth session's build"); larger nets are flat in between.
 FIDELITY_BATCH = 160
 
 
