@@ -13,12 +13,20 @@ REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
 PER_PART_FAMILIES = ("badnets",)
 
 
+def _by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows in model-id order. The bootstrap intervals draw models by position, so without a fixed order
+    the same scores gave other intervals whenever the manifest listed the models otherwise (two builders
+    sharing a folder record them in the order they finish)."""
+    return sorted(rows, key=lambda r: r["model"])
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Metrics per detector and group; a family's group pairs its backdoored models with every clean one,
-    and a part's family group (``gray badnets``) the part's backdoored models with the part's clean ones."""
+    and a part's family group (``gray badnets``) the part's backdoored models with the part's clean ones.
+    The figures depend on the rows, not on their order."""
     summary = []
     for detector in sorted({r["detector"] for r in rows}):
-        mine = [r for r in rows if r["detector"] == detector]
+        mine = _by_model([r for r in rows if r["detector"] == detector])
         clean = [r for r in mine if not r["backdoored"]]
         groups: dict[str, list[dict[str, Any]]] = {"overall": mine}
         parts = sorted({r["part"] for r in mine})
@@ -64,10 +72,10 @@ Rows = dict[str, dict[str, Any]]  # one detector's rows by model id
 
 def _paired(rows: list[dict[str, Any]], reference: str) -> tuple[Rows, dict[str, tuple[Rows, list[str]]]]:
     """The reference's rows by model, and per other detector its rows by model and the models both
-    ran, in the reference's order; a detector that shares no model with the reference (a run of the
-    baselines alone) has nothing to be compared on and is left out."""
+    ran, in model-id order (``_by_model``); a detector that shares no model with the reference (a run of
+    the baselines alone) has nothing to be compared on and is left out."""
     by_detector: dict[str, Rows] = {}
-    for row in rows:
+    for row in _by_model(rows):
         by_detector.setdefault(row["detector"], {})[row["model"]] = row
     mine = by_detector.get(reference, {})
     others = {}

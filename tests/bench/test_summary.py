@@ -100,6 +100,23 @@ def test_our_detector_is_compared_with_each_baseline_on_the_same_models() -> Non
     assert format_comparison([overall]).endswith("| 0.25 | 3 of 4 | 4 / 13 |")
 
 
+def test_the_figures_do_not_depend_on_the_order_of_the_rows() -> None:
+    """Two builders sharing a zoo record its models in the order they finish, and the bootstrap draws
+    models by position: the same scores gave paired intervals apart at the second decimal."""
+    rows = []
+    for detector in ("agnostic", "mmbd"):
+        for i in range(30):
+            backdoored = i % 3 != 0
+            score = (i * 37 % 101) / 101 if detector == "agnostic" else 1 - (i * 37 % 101) / 101
+            verdict = "backdoored" if score > 0.5 else "clean"  # flags on both sides: no NaN figure (NaN != NaN)
+            row = _row(f"m{i:02d}", "badnets" if backdoored else "clean", score, verdict, 1, [1] if backdoored else [])
+            rows.append({**row, "detector": detector})
+    shuffled = rows[::-1][1::2] + rows[::-1][::2]
+    assert summarise(shuffled) == summarise(rows)
+    assert compare(shuffled) == compare(rows)
+    assert compare_times(shuffled) == compare_times(rows)
+
+
 def test_a_run_of_the_baselines_alone_has_nothing_to_compare() -> None:
     """``--detectors neural-cleanse`` alone ran every model and then failed on an empty median."""
     baseline = [{**r, "detector": "neural-cleanse"} for r in ROWS]
