@@ -44,6 +44,7 @@ from worker.audit import resolve_device
 from worker.detectors.base import available, get_detector
 from worker.files import check_writable, write_text_atomically
 from worker.zoo.build import build_zoo, read_manifest
+from worker.zoo.data import CLASSES, can_balance
 from worker.zoo.provenance import build_hash
 
 DEFAULT_ZOO = REPO / ".cache" / "zoo"
@@ -104,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
             get_detector(name, config=args.config) if name == "agnostic" else get_detector(name) for name in names
         ]
         takers = [d.name for d in detectors if d.requires_clean_images]
-        if takers and (args.clean_images < 10 or args.clean_images % 10):
+        if takers and not can_balance(args.clean_images):
             raise ValueError(
-                f"--clean-images {args.clean_images}: {', '.join(takers)} gets as many images of each of the 10 "
-                "classes, so give a positive multiple of 10"
+                f"--clean-images {args.clean_images}: {', '.join(takers)} gets as many images of each of the "
+                f"{CLASSES} classes, so give a positive multiple of {CLASSES}"
             )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

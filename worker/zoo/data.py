@@ -225,17 +225,24 @@ def load_dataset(name: str) -> DataSet:
     raise ValueError(f"unknown zoo data set {name!r}")
 
 
+CLASSES = 10  # every zoo data set's
+
+
+def can_balance(count: int) -> bool:
+    """Whether ``count`` images split evenly over the classes, at least one of each."""
+    return count >= CLASSES and count % CLASSES == 0
+
+
 def balanced_test_images(name: str, count: int) -> Tensor:
     """``count`` images of the named data set's fixed test subset, as many of each class: the first
     ``count // 10`` of each class in test order, classes in order (the clean images the benchmark gives
     Neural Cleanse). ValueError for a count that cannot be split evenly over the 10 classes, rather than
     fewer images than asked."""
+    if not can_balance(count):
+        raise ValueError(f"{count} clean images cannot be class-balanced: ask for a positive multiple of {CLASSES}")
     images, labels = load_dataset(name).test
-    classes = 10  # every zoo data set's
-    if count < classes or count % classes:
-        raise ValueError(f"{count} clean images cannot be class-balanced: ask for a positive multiple of {classes}")
-    per_class = count // classes
-    chosen = [torch.nonzero(labels == k).flatten()[:per_class] for k in range(classes)]
+    per_class = count // CLASSES
+    chosen = [torch.nonzero(labels == k).flatten()[:per_class] for k in range(CLASSES)]
     short = [k for k, indices in enumerate(chosen) if len(indices) < per_class]
     if short:
         raise ValueError(f"the {name} test subset holds fewer than {per_class} images of classes {short}")
