@@ -13,7 +13,7 @@ REFERENCE = "agnostic"  # our detector: the one every baseline is compared with
 PER_PART_FAMILIES = ("badnets",)
 
 
-def _by_model(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _in_model_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows in model-id order. The bootstrap intervals draw models by position, so without a fixed order
     the same scores gave other intervals whenever the manifest listed the models otherwise (two builders
     sharing a folder record them in the order they finish)."""
@@ -26,7 +26,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The figures depend on the rows, not on their order."""
     summary = []
     for detector in sorted({r["detector"] for r in rows}):
-        mine = _by_model([r for r in rows if r["detector"] == detector])
+        mine = _in_model_order([r for r in rows if r["detector"] == detector])
         clean = [r for r in mine if not r["backdoored"]]
         groups: dict[str, list[dict[str, Any]]] = {"overall": mine}
         parts = sorted({r["part"] for r in mine})
@@ -72,10 +72,10 @@ Rows = dict[str, dict[str, Any]]  # one detector's rows by model id
 
 def _paired(rows: list[dict[str, Any]], reference: str) -> tuple[Rows, dict[str, tuple[Rows, list[str]]]]:
     """The reference's rows by model, and per other detector its rows by model and the models both
-    ran, in model-id order (``_by_model``); a detector that shares no model with the reference (a run of
+    ran, in model-id order (``_in_model_order``); a detector that shares no model with the reference (a run of
     the baselines alone) has nothing to be compared on and is left out."""
     by_detector: dict[str, Rows] = {}
-    for row in _by_model(rows):
+    for row in _in_model_order(rows):
         by_detector.setdefault(row["detector"], {})[row["model"]] = row
     mine = by_detector.get(reference, {})
     others = {}

@@ -107,7 +107,8 @@ def test_the_figures_do_not_depend_on_the_order_of_the_rows() -> None:
     for detector in ("agnostic", "mmbd"):
         for i in range(30):
             backdoored = i % 3 != 0
-            score = (i * 37 % 101) / 101 if detector == "agnostic" else 1 - (i * 37 % 101) / 101
+            score = (i * 37 % 101) / 101  # scattered over [0, 1]; the baseline ranks the other way
+            score = score if detector == "agnostic" else 1 - score
             verdict = "backdoored" if score > 0.5 else "clean"  # flags on both sides: no NaN figure (NaN != NaN)
             row = _row(f"m{i:02d}", "badnets" if backdoored else "clean", score, verdict, 1, [1] if backdoored else [])
             rows.append({**row, "detector": detector})
